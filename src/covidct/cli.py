@@ -1,0 +1,64 @@
+"""The one `covidct` command. Each subcommand lives in `covidct.commands.<name>`.
+
+A command module defines HELP (one line), `add_arguments(parser)` and
+`run(args) -> int`; it keeps heavy imports (torch) inside `run` so `covidct info`
+starts fast. Errors are caught once, here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from covidct import __version__
+from covidct.errors import CovidCTError
+
+COMMANDS = ("info", "convert", "synth", "train", "evaluate", "analyze", "demo", "track")
+
+
+def _get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="covidct",
+        description="COVID-19 pneumonia analysis of chest CT (not a medical device).",
+    )
+    parser.add_argument("--version", action="version", version=f"covidct {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"covidct.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"covidct.commands.{name}":
+                raise
+            continue  # a command not built yet
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _get_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except CovidCTError as exc:
+        print(f"covidct {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("covidct: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
