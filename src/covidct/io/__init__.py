@@ -1,0 +1,70 @@
+"""Readers and writers at the edge of covidct: DICOM, NIfTI, NRRD, MetaImage.
+
+``load_volume(path)`` returns a canonical axial ``Volume`` (z inferior->superior,
+y anterior->posterior, x right->left) with the exact geometry of the input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from covidct.errors import InputError
+from covidct.volume import Volume
+
+__all__ = ["load_volume", "read_nifti_array", "write_nifti"]
+
+_NIFTI = (".nii", ".nii.gz")
+
+
+def load_volume(path: str | Path, series_uid: str | None = None) -> Volume:
+    """Load a CT volume from a DICOM folder/file/zip, NIfTI, NRRD or MHA/MHD file."""
+    from covidct.io.formats import ITK_SUFFIXES, load_itk
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(
+            f"{path} does not exist. Expected a DICOM folder, file or .zip, or a "
+            ".nii/.nii.gz/.nrrd/.mha/.mhd file; check the path."
+        )
+    name = path.name.lower()
+    if path.is_file() and name.endswith(_NIFTI):
+        _no_series(series_uid, path)
+        from covidct.io.nifti import load_nifti
+
+        return load_nifti(path)
+    if path.is_file() and name.endswith(ITK_SUFFIXES):
+        _no_series(series_uid, path)
+        return load_itk(path)
+    from covidct.io.dicom import load_dicom
+
+    return load_dicom(path, series_uid=series_uid)
+
+
+def _no_series(series_uid: str | None, path: Path) -> None:
+    if series_uid is not None:
+        raise InputError(
+            f"--series {series_uid} was given but {path} is a single-volume file, not DICOM; "
+            "drop --series."
+        )
+
+
+def read_nifti_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """See ``covidct.io.nifti.read_nifti_array`` (imported lazily: nibabel is not needed
+    to read DICOM)."""
+    from covidct.io.nifti import read_nifti_array as _read
+
+    return _read(path)
+
+
+def write_nifti(
+    array: np.ndarray,
+    affine_lps: np.ndarray,
+    path: str | Path,
+    dtype: np.dtype | type | str | None = None,
+) -> Path:
+    """See ``covidct.io.nifti.write_nifti``."""
+    from covidct.io.nifti import write_nifti as _write
+
+    return _write(array, affine_lps, path, dtype=dtype)

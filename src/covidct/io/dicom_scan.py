@@ -1,0 +1,225 @@
+"""Turn parsed DICOM datasets into CT image records and group them into series.
+
+A record is one 2D CT image (one frame of an Enhanced CT object counts as one).
+Objects that are not CT images are skipped with a reason (kept for error messages).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+logger = logging.getLogger(__name__)
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+LEGACY_ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.2"
+_CT_CLASSES = {CT_IMAGE, ENHANCED_CT, LEGACY_ENHANCED_CT}
+_SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+_NON_IMAGE_MODALITIES = {"SR", "SEG", "PR", "KO", "REG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD"}
+
+# Skip reasons that mean "this is an image, just not a CT" (used to word errors).
+NON_CT_IMAGE = "image(s) of a non-CT modality"
+
+
+@dataclass(eq=False)
+class CTImage:
+    """One 2D CT image with its geometry; pixels are decoded later from ``dataset``."""
+
+    source: str
+    dataset: Dataset
+    frame: int | None  # index into a multi-frame object, None for a single-frame image
+    sop_uid: str
+    series_key: str
+    series_uid: str | None
+    position: np.ndarray  # ImagePositionPatient (LPS mm) of the first voxel
+    row_dir: np.ndarray  # direction of increasing column index (IOP[:3])
+    col_dir: np.ndarray  # direction of increasing row index (IOP[3:])
+    pixel_spacing: tuple[float, float]  # (between rows, between columns) mm
+    shape: tuple[int, int]  # (rows, columns)
+    slope: float
+    intercept: float
+    instance_number: int
+    has_modality: bool
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row_dir, self.col_dir)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def sop_class_of(ds: Dataset) -> str:
+    value = _text(ds, "SOPClassUID")
+    if not value and hasattr(ds, "file_meta"):
+        value = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    return value
+
+
+def sop_instance_of(ds: Dataset) -> str:
+    value = _text(ds, "SOPInstanceUID")
+    if not value and hasattr(ds, "file_meta"):
+        value = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "")
+    return value
+
+
+def series_key_of(ds: Dataset) -> tuple[str, str | None]:
+    """(grouping key, SeriesInstanceUID or None). Without a UID, group by a header digest."""
+    uid = _text(ds, "SeriesInstanceUID")
+    if uid:
+        return uid, uid
+    parts = [
+        _text(ds, k)
+        for k in ("StudyInstanceUID", "SeriesNumber", "SeriesDescription", "FrameOfReferenceUID",
+                  "Rows", "Columns", "PatientID")
+    ]
+    digest = hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+    return f"no-series-uid-{digest}", None
+
+
+def _float(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _item(ds: Dataset, seq: str) -> Dataset | None:
+    value = ds.get(seq)
+    return value[0] if value else None
+
+
+def _lookup(groups: list[Dataset | None], seq: str, keyword: str) -> Any:
+    """A functional-group attribute: per-frame group first, then the shared one."""
+    for group in groups:
+        item = _item(group, seq) if group is not None else None
+        if item is not None and keyword in item:
+            return item.get(keyword)
+    return None
+
+
+def _skip_reason(ds: Dataset, sop_class: str) -> str | None:
+    modality = _text(ds, "Modality").upper()
+    if modality in _NON_IMAGE_MODALITIES:
+        return f"non-image object(s) ({modality})"
+    if sop_class.startswith(_SECONDARY_CAPTURE_PREFIX):
+        return "secondary capture image(s)"
+    if sop_class and sop_class not in _CT_CLASSES and "PixelData" not in ds:
+        return "non-image object(s)"
+    if modality and modality != "CT":
+        return f"{NON_CT_IMAGE} ({modality})"
+    if sop_class and sop_class not in _CT_CLASSES:
+        return f"non-CT object(s) (SOP class {sop_class})"
+    if "PixelData" not in ds:
+        return "CT object(s) without pixel data"
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    if samples != 1 or (photometric and not photometric.startswith("MONOCHROME")):
+        return f"colour (RGB) image(s) ({photometric or samples} samples)"
+    image_type = _text(ds, "ImageType").upper()
+    if "LOCALIZER" in image_type.split("\\"):
+        return "localizer (scout) image(s)"
+    return None
+
+
+def ct_images(name: str, ds: Dataset) -> tuple[list[CTImage], str | None]:
+    """The CT images in one dataset, or ([], reason) when it is not a usable CT image."""
+    sop_class = sop_class_of(ds)
+    reason = _skip_reason(ds, sop_class)
+    if reason:
+        return [], reason
+    key, uid = series_key_of(ds)
+    sop_uid = sop_instance_of(ds)
+    has_modality = bool(_text(ds, "Modality"))
+    instance = int(_float(ds.get("InstanceNumber"), 0))
+    shape = (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))
+    n_frames = int(_float(ds.get("NumberOfFrames"), 1))
+    if "PerFrameFunctionalGroupsSequence" in ds or sop_class in (ENHANCED_CT, LEGACY_ENHANCED_CT):
+        return _enhanced_frames(name, ds, key, uid, sop_uid, instance, shape, has_modality)
+    if n_frames > 1:
+        return [], "multi-frame image(s) without per-frame geometry"
+    ipp, iop, spacing = (ds.get(k) for k in ("ImagePositionPatient", "ImageOrientationPatient",
+                                             "PixelSpacing"))
+    if not ipp or not iop or not spacing or len(iop) != 6 or len(ipp) != 3:
+        return [], ("image(s) without patient geometry "
+                    "(ImagePositionPatient/Orientation/PixelSpacing)")
+    image = _make(name, ds, None, sop_uid, key, uid, ipp, iop, spacing, shape,
+                  ds.get("RescaleSlope"), ds.get("RescaleIntercept"), instance, has_modality)
+    return [image], None
+
+
+def _make(name, ds, frame, sop_uid, key, uid, ipp, iop, spacing, shape, slope, intercept,
+          instance, has_modality) -> CTImage:
+    iop_arr = np.asarray([float(v) for v in iop], dtype=np.float64)
+    row_dir = iop_arr[:3] / np.linalg.norm(iop_arr[:3])
+    col_dir = iop_arr[3:] / np.linalg.norm(iop_arr[3:])
+    return CTImage(
+        source=name, dataset=ds, frame=frame, sop_uid=sop_uid, series_key=key, series_uid=uid,
+        position=np.asarray([float(v) for v in ipp], dtype=np.float64),
+        row_dir=row_dir, col_dir=col_dir,
+        pixel_spacing=(float(spacing[0]), float(spacing[1])), shape=shape,
+        slope=_float(slope, 1.0), intercept=_float(intercept, 0.0),
+        instance_number=instance, has_modality=has_modality,
+    )
+
+
+def _enhanced_frames(name, ds, key, uid, sop_uid, instance, shape, has_modality):
+    shared = _item(ds, "SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    n_frames = int(_float(ds.get("NumberOfFrames"), len(per_frame) or 1))
+    out: list[CTImage] = []
+    localizers = 0
+    for f in range(n_frames):
+        groups = [per_frame[f] if f < len(per_frame) else None, shared]
+        frame_type = _lookup(groups, "CTImageFrameTypeSequence", "FrameType")
+        if frame_type and "LOCALIZER" in [str(v).upper() for v in frame_type]:
+            localizers += 1
+            continue
+        ipp = _lookup(groups, "PlanePositionSequence", "ImagePositionPatient")
+        iop = _lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient")
+        spacing = _lookup(groups, "PixelMeasuresSequence", "PixelSpacing")
+        if not ipp or not iop or not spacing:
+            return [], "Enhanced CT object(s) without per-frame geometry"
+        slope = _lookup(groups, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _lookup(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        out.append(_make(name, ds, f, f"{sop_uid}#{f}", key, uid, ipp, iop, spacing, shape,
+                         slope, intercept, instance, has_modality))
+    if not out:
+        return [], "localizer (scout) image(s)" if localizers else "empty Enhanced CT object(s)"
+    return out, None
+
+
+def orientation_key(image: CTImage) -> tuple:
+    """Images of one stack share orientation (to 0.01) and matrix size."""
+    return (tuple(np.round(np.concatenate([image.row_dir, image.col_dir]), 2)), image.shape)
+
+
+def describe(ds: Dataset) -> dict[str, Any]:
+    """Series-level facts from one representative dataset."""
+    return {
+        "series_number": _text(ds, "SeriesNumber") or None,
+        "series_description": _text(ds, "SeriesDescription") or None,
+        "modality": _text(ds, "Modality") or None,
+        "study_instance_uid": _text(ds, "StudyInstanceUID") or None,
+        "study_date": _text(ds, "StudyDate") or None,
+        "patient_id": _text(ds, "PatientID") or None,
+        "manufacturer": _text(ds, "Manufacturer") or None,
+        "model": _text(ds, "ManufacturerModelName") or None,
+        "kernel": _text(ds, "ConvolutionKernel") or None,
+        "slice_thickness_mm": _float(ds.get("SliceThickness"), 0.0) or None,
+        "gantry_tilt_deg": _float(ds.get("GantryDetectorTilt"), 0.0),
+        "transfer_syntax": str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
+        or None,
+    }

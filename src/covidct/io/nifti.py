@@ -1,0 +1,135 @@
+"""NIfTI read/write. The only place where LPS <-> RAS conversion happens.
+
+NIfTI stores the array in (i, j, k) order with an affine to RAS mm; covidct keeps
+(z, y, x) arrays with affines to LPS mm. ``write_nifti`` is the one NIfTI writer of
+the project, so masks and maps overlay the `covidct convert` CT exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from covidct.errors import InputError
+from covidct.io.orient import to_canonical
+from covidct.volume import Volume
+
+logger = logging.getLogger(__name__)
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+
+
+def _is_nifti(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+def read_nifti_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI image as (array (z, y, x) in canonical order, affine voxel -> LPS mm).
+
+    scl_slope/scl_inter are applied (the array is float32 then, unless they are the
+    identity). Axes are permuted/flipped, never resampled, exactly as ``load_volume``
+    does, so a mask read here lines up voxel for voxel with the CT.
+    """
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises several types for broken files
+        raise InputError(
+            f"Cannot read {path} as NIfTI ({exc}). Expected a .nii or .nii.gz file; "
+            "check that the file is complete and not another format renamed."
+        ) from exc
+    data = np.asanyarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        data = data[..., np.newaxis]
+    if data.ndim != 3:
+        raise InputError(
+            f"{path} holds a {data.ndim}D image of shape {data.shape}; expected one 3D volume. "
+            "Split the time/channel dimension first (e.g. with fslsplit)."
+        )
+    if data.dtype == np.float64:
+        data = data.astype(np.float32)
+    affine_lps = _LPS_TO_RAS @ np.asarray(img.affine, dtype=np.float64)
+    return to_canonical(data, affine_lps)
+
+
+def load_nifti(path: str | Path) -> Volume:
+    """A NIfTI CT as a Volume (values are taken as HU)."""
+    path = Path(path)
+    hu, affine = read_nifti_array(path)
+    if not (np.issubdtype(hu.dtype, np.floating) or hu.dtype == np.int16):
+        hu = _to_hu_dtype(hu)
+    metadata: dict[str, Any] = {"source_path": str(path), "format": "nifti"}
+    return Volume(hu=hu, affine=affine, metadata=metadata)
+
+
+def _to_hu_dtype(array: np.ndarray) -> np.ndarray:
+    lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    info = np.iinfo(np.int16)
+    if info.min <= lo and hi <= info.max:
+        return array.astype(np.int16)
+    return array.astype(np.float32)
+
+
+def nifti_affine(affine_lps: np.ndarray) -> np.ndarray:
+    """The NIfTI (i, j, k) -> RAS affine of a covidct (z, y, x) -> LPS affine."""
+    affine_lps = np.asarray(affine_lps, dtype=np.float64)
+    xyz = np.eye(4)
+    xyz[:3, :3] = affine_lps[:3, [2, 1, 0]]
+    xyz[:3, 3] = affine_lps[:3, 3]
+    return _LPS_TO_RAS @ xyz
+
+
+def write_nifti(
+    array: np.ndarray,
+    affine_lps: np.ndarray,
+    path: str | Path,
+    dtype: np.dtype | type | str | None = None,
+) -> Path:
+    """Write a (z, y, x) array with its voxel -> LPS affine as NIfTI (.nii or .nii.gz).
+
+    dtype: stored type (default: the array's). Integer types are stored exactly
+    (values are rounded and must fit; no scl_slope scaling is introduced). Both sform
+    and qform are set (qform only when the grid is orthogonal, e.g. not gantry-tilted).
+    """
+    path = Path(path)
+    if not _is_nifti(path):
+        raise InputError(f"NIfTI output must end in .nii or .nii.gz; got {path}.")
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise InputError(f"write_nifti needs a 3D (z, y, x) array; got shape {array.shape}.")
+    target = np.dtype(dtype) if dtype is not None else array.dtype
+    if target == np.bool_:
+        target = np.dtype(np.uint8)
+    if np.issubdtype(target, np.integer):
+        info = np.iinfo(target)
+        values = np.rint(array) if np.issubdtype(array.dtype, np.floating) else array
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise InputError(
+                f"Values {values.min()}..{values.max()} do not fit the NIfTI dtype {target}; "
+                "choose a wider dtype (e.g. float32)."
+            )
+        data = values.astype(target)
+    else:
+        data = array.astype(target)
+    affine = nifti_affine(affine_lps)
+    img = nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0)), affine)
+    img.header.set_data_dtype(target)
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_sform(affine, code=1)
+    cols = affine[:3, :3]
+    gram = cols.T @ cols
+    orthogonal = np.allclose(gram - np.diag(np.diag(gram)), 0.0, atol=1e-6 * gram.max())
+    img.set_qform(affine if orthogonal else None, code=1 if orthogonal else 0)
+    img.header["scl_slope"] = 1.0
+    img.header["scl_inter"] = 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    logger.debug("wrote %s %s %s", path, data.shape, target)
+    return path

@@ -1,0 +1,28 @@
+"""Shared fixtures. Keep small; module-specific helpers live in their test files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from covidct.volume import Volume
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """/work/shared/data/real (skips when the public fixtures are not on this machine)."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real CT fixtures not found at {REAL_DATA}")
+    return REAL_DATA
+
+
+@pytest.fixture()
+def small_ct() -> Volume:
+    """A 12x40x48 int16 volume with known, distinct values per voxel and an odd geometry."""
+    rng = np.random.default_rng(0)
+    hu = rng.integers(-1000, 1500, size=(12, 40, 48)).astype(np.int16)
+    return Volume.from_spacing(hu, (2.5, 0.7, 0.8), (-10.0, -20.0, -30.0))
