@@ -1,0 +1,142 @@
+"""`covidct synth OUT`: generate a synthetic chest-CT corpus (NIfTI + truth, optional DICOM)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "generate synthetic chest CT cases with lung and COVID-19 lesion masks"
+
+logger = logging.getLogger(__name__)
+
+
+def _range(values: list[float] | None) -> float | tuple[float, float] | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return float(values[0])
+    if len(values) == 2:
+        low, high = sorted(float(v) for v in values)
+        return (low, high) if high > low else low
+    from covidct.errors import ConfigError
+
+    raise ConfigError(f"Give one value or a range LOW HIGH; got {values}.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", type=Path, help="output folder (case_000/, case_001/, ...)")
+    parser.add_argument("--cases", type=int, default=1, help="number of cases (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
+    parser.add_argument("--start", type=int, default=0,
+                        help="index of the first case (to extend a corpus)")
+    parser.add_argument("--matrix", type=int, default=512, help="in-plane matrix (default 512)")
+    parser.add_argument("--pixel-mm", type=float, nargs="+", metavar="MM",
+                        help="pixel spacing, a value or LOW HIGH (default: fit the patient, "
+                             "0.55-0.9)")
+    parser.add_argument("--slice-mm", type=float, nargs="+", metavar="MM",
+                        help="slice thickness = spacing, a value or LOW HIGH (default 1-5)")
+    parser.add_argument("--n-slices", type=int, help="fixed number of slices")
+    parser.add_argument("--covid-fraction", type=float, default=0.5,
+                        help="share of COVID-19 cases (default 0.5)")
+    parser.add_argument("--severity", type=float, nargs="+", metavar="F",
+                        help="involved lung fraction of COVID cases, a value or LOW HIGH")
+    parser.add_argument("--noise-hu", type=float, nargs="+", metavar="HU",
+                        help="noise SD in HU, a value or LOW HIGH")
+    parser.add_argument("--kernel", choices=("soft", "standard", "sharp"))
+    parser.add_argument("--no-findings", action="store_true",
+                        help="no non-COVID findings (nodule, emphysema, effusion, atelectasis)")
+    parser.add_argument("--dicom", action="store_true", help="also write a DICOM series")
+    parser.add_argument("--quirks", nargs="*", default=None, metavar="NAME[=VALUE]",
+                        help="DICOM writer quirks (DicomQuirks fields), e.g. shuffle_files "
+                             "rescale_intercept=-1024")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _quirks(items: list[str] | None) -> Any:
+    if items is None:
+        return None
+    from covidct.errors import ConfigError
+
+    try:
+        from covidct.synth.dicom_writer import DicomQuirks
+    except ImportError as exc:
+        raise ConfigError(f"--quirks needs covidct.synth.dicom_writer ({exc}).") from exc
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        name = name.replace("-", "_")
+        if not value:
+            kwargs[name] = True
+            continue
+        for cast in (int, float):
+            try:
+                kwargs[name] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            kwargs[name] = {"true": True, "false": False}.get(value.lower(), value)
+    try:
+        return DicomQuirks(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"Unknown DICOM quirk in {items}: {exc}") from exc
+
+
+def _one(job: tuple[int, int, Any, Path, bool, Any]) -> dict[str, Any]:
+    from covidct.synth import generate_case, write_case
+
+    index, seed, params, out, dicom, quirks = job
+    case = generate_case(seed, params)
+    case_dir = write_case(case, out / f"case_{index:03d}", dicom=dicom, quirks=quirks)
+    return {"index": index, "seed": seed, "dir": str(case_dir), "label": case.truth["label"],
+            "infection_volume_cm3": case.truth["infection_volume_cm3"]}
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    from covidct.errors import ConfigError
+    from covidct.synth import SynthParams, case_seed
+
+    if args.cases < 1:
+        raise ConfigError(f"--cases must be >= 1; got {args.cases}.")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1; got {args.workers}.")
+    params = SynthParams(
+        matrix=args.matrix, pixel_mm=_range(args.pixel_mm), slice_mm=_range(args.slice_mm),
+        n_slices=args.n_slices, covid_fraction=args.covid_fraction,
+        severity=_range(args.severity), noise_hu=_range(args.noise_hu), kernel=args.kernel,
+        findings=not args.no_findings,
+    )
+    quirks = _quirks(args.quirks)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(i, case_seed(args.seed, i), params, out, args.dicom, quirks)
+            for i in range(args.start, args.start + args.cases)]
+    show = not args.quiet and sys.stderr.isatty()
+    bar = tqdm(total=len(jobs), unit="case", disable=not show, desc="covidct synth")
+    results = []
+    if args.workers == 1:
+        for job in jobs:
+            results.append(_one(job))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            for result in pool.map(_one, jobs):
+                results.append(result)
+                bar.update()
+    bar.close()
+    manifest = {"seed": args.seed, "params": repr(params), "cases": results}
+    name = "manifest.json" if args.start == 0 else f"manifest_{args.start:03d}.json"
+    (out / name).write_text(json.dumps(manifest, indent=1))
+    if not args.quiet:
+        positives = sum(r["label"] == "covid" for r in results)
+        print(f"wrote {len(results)} cases ({positives} covid) to {out}")
+    return 0
