@@ -1,0 +1,90 @@
+"""`covidct train lung|classifier`: train a model, write NAME.safetensors + NAME.json."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+HELP = "train the lung segmentation model or the slice classifier on a dataset"
+DEFAULTS = {"lung": ("unet_vgg16", 0.125), "classifier": ("resnet18", 0.5)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    for task, (arch, width) in DEFAULTS.items():
+        p = sub.add_parser(task, help=f"train the {task} model")
+        p.add_argument("--data", type=Path, required=True, help="dataset folder")
+        p.add_argument("--layout", default="auto",
+                       help="dataset layout (auto, synth, nifti, medseg, covid19-ct-seg, "
+                            "mosmed, csv; see covidct.train.layouts)")
+        p.add_argument("--out", type=Path, required=True,
+                       help="output folder: weights, model card, checkpoint-TASK.pt")
+        p.add_argument("--arch", default=arch,
+                       help=f"architecture (default {arch}; the seed's is "
+                            f"{'unet_vgg16' if task == 'lung' else 'resnet50'})")
+        p.add_argument("--width", type=float, default=width,
+                       help=f"channel width multiplier (default {width}; 1.0 = torchvision's)")
+        p.add_argument("--name", help="model name (default: TASK-ARCH-wWIDTH)")
+        p.add_argument("--epochs", type=int, default=12)
+        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--lr", type=float, default=2e-3)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--patience", type=int, default=4,
+                       help="stop after this many epochs without validation improvement")
+        p.add_argument("--steps-per-epoch", type=int, default=None)
+        p.add_argument("--val-fraction", type=float, default=0.2,
+                       help="share of the cases held out for validation (split by case)")
+        p.add_argument("--slices-per-case", type=int, default=48,
+                       help="training slices taken per case (evenly spaced)")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-TASK.pt")
+        p.add_argument("--device", default="cpu", help="cpu or cuda")
+        p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
+                       help="autocast precision (auto: bf16 where the CPU runs it natively)")
+        p.add_argument("--pretrained", type=Path,
+                       help="a torchvision ImageNet checkpoint (local file) for the encoder")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if task == "classifier":
+            p.add_argument("--lung-model", type=Path,
+                           help="folder with a trained lung model: calibrate the thresholds on "
+                                "its masks of the validation cases, as at inference")
+
+
+def run(args: argparse.Namespace) -> int:
+    from covidct.train.loop import TrainConfig, TrainOptions
+
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, patience=args.patience, device=args.device,
+                         dtype=args.dtype, steps_per_epoch=args.steps_per_epoch,
+                         progress=not args.no_progress)
+    options = TrainOptions(
+        data=args.data, out=args.out, arch=args.arch, width=args.width, layout=args.layout,
+        name=args.name, val_fraction=args.val_fraction,
+        max_slices_per_case=args.slices_per_case, pretrained=args.pretrained,
+        resume=args.resume, command=_command_line(args), config=config,
+        lung_model=getattr(args, "lung_model", None))
+    if args.task == "lung":
+        from covidct.train.lung_training import train_lung
+
+        spec = train_lung(options)
+    else:
+        from covidct.train.classifier_training import train_classifier
+
+        spec = train_classifier(options)
+    print(f"wrote {args.out / spec.weights_file} (sha256 {spec.sha256[:12]}...)")
+    print(f"validation: {spec.metrics}")
+    if spec.task == "classifier":
+        print(f"thresholds: slice {spec.slice_threshold}, case {spec.case_threshold}")
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The equivalent command line, for the model card."""
+    words = ["covidct", "train", args.task]
+    for key, value in vars(args).items():
+        if key in ("run", "command", "task", "verbose") or value in (None, False):
+            continue
+        words.append("--" + key.replace("_", "-"))
+        if value is not True:
+            words.append(str(value))
+    return shlex.join(words)

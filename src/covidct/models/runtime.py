@@ -1,0 +1,56 @@
+"""Where and in which precision networks run: bf16 autocast on CPUs with native bf16.
+
+On CPUs with AVX512-BF16 / AMX, oneDNN runs bf16 convolutions several times faster
+than fp32 (see benchmarks/model_speed.py); elsewhere fp32 is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from covidct.errors import ConfigError
+
+DTYPES = ("auto", "fp32", "bf16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when oneDNN reports native bf16 support on this CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_device(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"Device {device!r} was asked for but CUDA is not available here; "
+                          "use --device cpu.")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ConfigError(f"Unknown device {device!r}; expected 'cpu' or 'cuda[:N]'.")
+    return torch.device(device)
+
+
+def use_bf16(dtype: str | None, device: torch.device | str = "cpu") -> bool:
+    """Resolve 'auto' | 'fp32' | 'bf16' (None = 'auto') into whether to autocast to bf16."""
+    dtype = dtype or "auto"
+    if dtype not in DTYPES:
+        raise ConfigError(f"Unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}.")
+    if dtype != "auto":
+        return dtype == "bf16"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_fast_bf16()
+
+
+@contextlib.contextmanager
+def autocast(bf16: bool, device: torch.device | str = "cpu") -> Iterator[None]:
+    """bf16 autocast on the device when asked, else nothing."""
+    if bf16:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield

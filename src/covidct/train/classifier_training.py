@@ -1,0 +1,128 @@
+"""`covidct train classifier`: the ResNet slice classifier (p(abnormal) per lung slice).
+
+Training crops each case's lung ROI with its reference lung mask (inference uses the lung
+model's mask); loss: BCE-with-logits (positive class weighted by the class ratio); the
+seed's classifier augmentation (rotation, flip, crop); early stopping on the validation
+slice AUC. The slice and case thresholds are then calibrated on the validation cases.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from covidct.augment import augment_classifier_batch
+from covidct.models.registry import (
+    LoadedModel,
+    ModelBundle,
+    ModelSpec,
+    find_spec,
+    load_model,
+    save_model,
+)
+from covidct.models.runtime import autocast, use_bf16
+from covidct.preprocess import CLASSIFIER_HU_WINDOW, MODEL_INPUT_SIZE
+from covidct.train.calibrate import calibrate_models, calibrate_thresholds
+from covidct.train.loop import TrainOptions, build_network, fit, split_train_val, training_record
+from covidct.train.metrics import roc_auc
+from covidct.train.slices import SliceSet, build_slice_set
+
+logger = logging.getLogger(__name__)
+
+PREPROCESSING = ("preprocess.lung_roi_box on the whole-case lung mask (one square box per "
+                 "case, 10 mm margin) + preprocess.classifier_input: crop, HU clipped to "
+                 "[-1000, 200], scaled to [0, 1], resized to 224x224; slices with >= 100 mm2 "
+                 "of lung are classified")
+MAX_POS_WEIGHT = 10.0
+
+
+def make_loss(pos_weight: float):
+    weight = torch.tensor(pos_weight)
+
+    def classifier_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        generator: torch.Generator) -> torch.Tensor:
+        logits = model(augment_classifier_batch(images, generator)).float()
+        return F.binary_cross_entropy_with_logits(logits, labels.float(),
+                                                  pos_weight=weight.to(logits.device))
+
+    return classifier_loss
+
+
+def predict_probs(model: nn.Module, images: torch.Tensor, batch_size: int = 64,
+                  bf16: bool = False) -> np.ndarray:
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            with autocast(bf16, device):
+                logits = model(images[start:start + batch_size].float().to(device))
+            out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    return np.concatenate(out)
+
+
+def calibrate(model: nn.Module, spec: ModelSpec, options: TrainOptions, val: list,
+              val_set: SliceSet, probs: np.ndarray) -> tuple[float, float, dict]:
+    """Slice and case thresholds on the validation cases.
+
+    With --lung-model the classifier sees the lung model's masks, exactly as at inference
+    (`covidct.train.calibrate.calibrate_models`); otherwise the reference lung masks'
+    slices (already predicted in `probs`).
+    """
+    if options.lung_model is not None:
+        lung = load_model(find_spec("lung", options.lung_model), options.lung_model)
+        bundle = ModelBundle(lung=lung, classifier=LoadedModel(spec, model, ""))
+        slice_t, case_t, details = calibrate_models(bundle, val)
+        details["lung_masks"] = f"predicted by {lung.spec.name} ({lung.sha256[:12]})"
+        return slice_t, case_t, details
+    labels = {r.case_id: r.label for r in val}
+    per_case = [val_set.case_index == i for i in range(len(val_set.case_ids))]
+    targets = val_set.targets.numpy().astype(bool)
+    slice_t, case_t, details = calibrate_thresholds(
+        [probs[m] for m in per_case], [np.ones(int(m.sum()), bool) for m in per_case],
+        [targets[m] for m in per_case], [labels[c] for c in val_set.case_ids])
+    details["lung_masks"] = "reference"
+    return slice_t, case_t, details
+
+
+def train_classifier(options: TrainOptions) -> ModelSpec:
+    """Train, calibrate thresholds on validation, write NAME.safetensors + NAME.json."""
+    train, val = split_train_val(options)
+    progress = options.config.progress
+    train_set = build_slice_set(train, "classifier", max_slices=options.max_slices_per_case,
+                                progress=progress)
+    val_set = build_slice_set(val, "classifier", max_slices=None, progress=progress)
+    positives = float(train_set.targets.sum())
+    pos_weight = min(MAX_POS_WEIGHT, (len(train_set) - positives) / max(positives, 1.0))
+    logger.info("Classifier slices: %d training (%d positive), %d validation.",
+                len(train_set), int(positives), len(val_set))
+    model = build_network(options)
+    bf16 = use_bf16(options.config.dtype, options.config.device)
+    val_labels = val_set.targets.numpy().astype(bool)
+
+    def validate(net: nn.Module) -> float:
+        return roc_auc(predict_probs(net, val_set.images, bf16=bf16), val_labels)
+
+    result = fit(model, train_set.images, train_set.targets, make_loss(pos_weight), validate,
+                 options.config, options.out, resume=options.resume, task="classifier",
+                 metric_name="auc")
+    probs = predict_probs(model, val_set.images, bf16=bf16)
+    spec = ModelSpec(
+        name=options.model_name("classifier"), task="classifier", arch=options.arch,
+        width=options.width, input_size=MODEL_INPUT_SIZE, hu_window=CLASSIFIER_HU_WINDOW,
+        preprocessing=PREPROCESSING,
+        training=training_record(options, train, val, result)
+        | {"train_slices": len(train_set), "train_positive_slices": int(positives),
+           "val_slices": len(val_set), "pos_weight": round(pos_weight, 3)},
+        metrics={"validation_slice_auc": round(roc_auc(probs, val_labels), 4)},
+        description="ResNet slice classifier: p(abnormal) per lung slice; the seed's head "
+                    "(two dense layers, sigmoid applied at inference).",
+    )
+    slice_t, case_t, calibration = calibrate(model, spec, options, val, val_set, probs)
+    spec = replace(spec, slice_threshold=round(slice_t, 6), case_threshold=round(case_t, 6),
+                   training=spec.training | {"calibration": calibration})
+    return save_model(model, spec, options.out)

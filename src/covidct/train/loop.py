@@ -1,0 +1,234 @@
+"""The one training loop: seeded, checkpointed every epoch, resumable, early stopping.
+
+A task supplies the loss of a batch and a validation metric (higher is better); the loop
+shuffles, augments, runs under bf16 autocast where the device supports it natively,
+shows a tqdm bar with the running loss and the last validation metric, writes
+`checkpoint-<task>.pt` (model, optimiser, RNG, history) after each epoch, and keeps
+the best state. `--resume` continues from that checkpoint. Also: the options, case split
+and network construction that the lung and classifier trainings share.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from covidct.errors import ConfigError, DataError
+from covidct.models.factory import create_model
+from covidct.models.pretrained import load_pretrained
+from covidct.models.runtime import autocast, resolve_device, use_bf16
+from covidct.train.datasets import CaseRecord, discover_cases, split_cases
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint-{task}.pt"  # one per task, so both can train into one folder
+
+# (model, images, targets, generator) -> loss; the task augments inside.
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+ValFn = Callable[[nn.Module], float]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    patience: int = 4  # epochs without validation improvement before stopping
+    device: str = "cpu"
+    dtype: str = "auto"  # 'auto' | 'fp32' | 'bf16' autocast
+    steps_per_epoch: int | None = None  # None: one pass over the training slices
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(f"epochs, batch size and lr must be positive; got {self}.")
+
+
+@dataclass
+class FitResult:
+    best_metric: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    bf16: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def learning_rate(step: int, total: int, max_lr: float, warmup: float = 0.1) -> float:
+    """Linear warm-up over the first `warmup` share of the steps, then cosine decay to 2 %.
+
+    A function of the step alone, so a resumed run (even with more epochs) continues it.
+    """
+    warm = max(1, int(warmup * total))
+    if step < warm:
+        return max_lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return max_lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+
+
+def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn,
+        val_fn: ValFn, config: TrainConfig, out_dir: Path, *, resume: bool = False,
+        metric_name: str = "metric", task: str = "model") -> FitResult:
+    """Train `model` in place on (images, targets); on return it holds the best state."""
+    n = int(images.shape[0])
+    if n == 0:
+        raise DataError("No training samples.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    bf16 = use_bf16(config.dtype, device)
+    seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.to(device)
+    steps = config.steps_per_epoch or max(1, n // config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    start_epoch, best, best_epoch, stale = 0, -math.inf, -1, 0
+    history: list[dict[str, float]] = []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ckpt_path = out_dir / CHECKPOINT.format(task=task)
+    if resume:
+        if not ckpt_path.is_file():
+            raise ConfigError(f"--resume: no {ckpt_path.name} in {out_dir}; start without "
+                              "--resume.")
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        generator.set_state(ckpt["rng"]["generator"])
+        start_epoch, best, best_epoch = ckpt["epoch"] + 1, ckpt["best"], ckpt["best_epoch"]
+        stale, history, best_state = ckpt["stale"], ckpt["history"], ckpt["best_state"]
+        logger.info("Resumed from %s at epoch %d (best %s %.4f).", ckpt_path, start_epoch,
+                    metric_name, best)
+    started = time.perf_counter()
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.epochs):
+        if stale >= config.patience:
+            break
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        order = order.repeat(math.ceil(steps * config.batch_size / n) or 1)
+        running = 0.0
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not config.progress, leave=False)
+        for step in bar:
+            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+            x, y = images[idx].to(device), targets[idx].to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(epoch * steps + step, config.epochs * steps, config.lr)
+            with autocast(bf16, device):
+                loss = loss_fn(model, x, y, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
+            bar.set_postfix(loss=f"{running:.4f}", **{metric_name: f"{best:.4f}"})
+        model.eval()
+        with torch.no_grad():
+            metric = float(val_fn(model))
+        history.append({"epoch": epoch + 1, "loss": running, metric_name: metric})
+        improved = metric > best
+        if improved:
+            best, best_epoch, stale = metric, epoch + 1, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        logger.info("epoch %d: loss %.4f, val %s %.4f%s", epoch + 1, running, metric_name,
+                    metric, " (best)" if improved else "")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(generator),
+                    "epoch": epoch, "best": best, "best_epoch": best_epoch, "stale": stale,
+                    "history": history, "best_state": best_state,
+                    "config": asdict(config)}, ckpt_path)
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(best_metric=best, best_epoch=best_epoch, epochs_run=epoch + 1,
+                     seconds=time.perf_counter() - started, history=history, bf16=bf16)
+
+
+# --- shared by covidct.train.lung_training and covidct.train.classifier_training ---
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: Path
+    out: Path
+    arch: str
+    width: float = 1.0
+    layout: str = "auto"
+    name: str | None = None
+    val_fraction: float = 0.2
+    max_slices_per_case: int | None = 48
+    pretrained: Path | None = None
+    lung_model: Path | None = None  # classifier: calibrate thresholds on this lung model's masks
+    resume: bool = False
+    command: str = ""  # the command line, recorded in the model card
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+    def model_name(self, task: str) -> str:
+        if self.name:
+            return self.name
+        width = "" if self.width == 1.0 else f"-w{str(self.width).replace('.', '')}"
+        return f"{task}-{self.arch.replace('_', '-')}{width}"
+
+
+def split_train_val(options: TrainOptions) -> tuple[list[CaseRecord], list[CaseRecord]]:
+    """Cases of --data split by case (stratified by label) into training and validation."""
+    records = discover_cases(options.data, options.layout)
+    train, val = split_cases(records, (1.0 - options.val_fraction, options.val_fraction),
+                             seed=options.config.seed)
+    if not train or not val:
+        raise DataError(f"{len(records)} cases in {options.data} cannot be split into training "
+                        f"and validation ({options.val_fraction:.0%}); add cases.")
+    logger.info("%d training cases, %d validation cases.", len(train), len(val))
+    return train, val
+
+
+def build_network(options: TrainOptions) -> nn.Module:
+    model = create_model(options.arch, width=options.width)
+    if options.pretrained is not None:
+        load_pretrained(model, options.pretrained)
+    return model
+
+
+def training_record(options: TrainOptions, train: list[CaseRecord], val: list[CaseRecord],
+                    fit_result: object) -> dict:
+    """The model card's `training` field."""
+    return {
+        "data": str(options.data),
+        "layout": options.layout,
+        "train_cases": len(train),
+        "val_cases": len(val),
+        "val_case_ids": [r.case_id for r in val],
+        "seed": options.config.seed,
+        "epochs_run": getattr(fit_result, "epochs_run", None),
+        "best_epoch": getattr(fit_result, "best_epoch", None),
+        "seconds": round(float(getattr(fit_result, "seconds", 0.0)), 1),
+        "bf16_autocast": getattr(fit_result, "bf16", None),
+        "pretrained": str(options.pretrained) if options.pretrained else None,
+        "lung_model": str(options.lung_model) if options.lung_model else None,
+        "command": options.command,
+        "history": getattr(fit_result, "history", []),
+    }

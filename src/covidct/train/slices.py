@@ -1,0 +1,126 @@
+"""2D training samples from cases, through the same preprocessing as inference.
+
+Lung samples: `preprocess.lung_model_input` images and nearest-resized lung labels
+(0 background, 1 right, 2 left). Classifier samples: the case's lung ROI box
+(`preprocess.lung_roi_box` on the whole-case lung mask, one box per case) and
+`preprocess.classifier_input` on the slices that hold lung (`classify.lung_slices`),
+labelled per slice. Images are kept as float16 to halve memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from covidct.classify import lung_slice_flags
+from covidct.errors import DataError
+from covidct.preprocess import (
+    MODEL_INPUT_SIZE,
+    classifier_input,
+    lung_model_input,
+    lung_roi_box,
+    resize_slices,
+)
+from covidct.train.datasets import CaseRecord, LoadedCase, load_case
+from covidct.train.masks import slice_labels_from_masks
+
+logger = logging.getLogger(__name__)
+
+EMPTY_SLICE_SHARE = 0.1  # lung training also sees a few slices without lung
+
+
+@dataclass(frozen=True)
+class SliceSet:
+    """Model inputs (n, 1, 224, 224) float16, targets, and the case index of each slice."""
+
+    images: torch.Tensor
+    targets: torch.Tensor  # lung: (n, 224, 224) uint8; classifier: (n,) float32 0/1
+    case_index: np.ndarray  # (n,) int: position of the slice's case in `case_ids`
+    case_ids: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def _even_pick(indices: np.ndarray, limit: int | None) -> np.ndarray:
+    if limit is None or indices.size <= limit:
+        return indices
+    return indices[np.linspace(0, indices.size - 1, limit).round().astype(int)]
+
+
+def lung_samples(case: LoadedCase, max_slices: int | None = None,
+                 size: int = MODEL_INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (n,1,size,size) float16, labels (n,size,size) uint8) of one case."""
+    if case.lung is None:
+        raise DataError(f"Case {case.case_id} has no lung mask; lung training needs one.")
+    has_lung = case.lung.reshape(case.lung.shape[0], -1).any(axis=1)
+    with_lung = _even_pick(np.flatnonzero(has_lung), max_slices)
+    n_empty = int(round(EMPTY_SLICE_SHARE * with_lung.size))
+    picked = np.sort(np.concatenate([with_lung, _even_pick(np.flatnonzero(~has_lung), n_empty)]))
+    images = lung_model_input(case.volume.hu[picked], size=size).half()
+    labels = resize_slices(case.lung[picked], (size, size), mode="nearest").to(torch.uint8)
+    return images, labels
+
+
+def case_slice_labels(case: LoadedCase) -> np.ndarray | None:
+    """Bool per slice, or None when the case cannot label its slices."""
+    if case.slice_labels is not None:
+        return np.asarray(case.slice_labels, dtype=bool)
+    if case.infection is not None:
+        return slice_labels_from_masks(case.infection, case.lung)
+    if case.label == "negative":
+        return np.zeros(case.volume.shape[0], dtype=bool)
+    return None
+
+
+def classifier_samples(case: LoadedCase, lung: np.ndarray | None = None,
+                       max_slices: int | None = None, size: int = MODEL_INPUT_SIZE,
+                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(images (n,1,size,size) float16, labels (n,) float32) of the lung slices of one case.
+
+    `lung` defaults to the case's reference lung mask (training); pass a predicted mask
+    to reproduce inference exactly. None when the case has no lung or no slice labels.
+    """
+    lung = case.lung if lung is None else lung
+    labels = case_slice_labels(case)
+    if lung is None or labels is None:
+        logger.warning("Case %s skipped: no %s.", case.case_id,
+                       "lung mask" if lung is None else "slice labels")
+        return None
+    spacing = case.volume.spacing_mm
+    box = lung_roi_box(lung, (spacing[1], spacing[2]))
+    flags = lung_slice_flags(lung, spacing)
+    if box is None or not flags.any():
+        return None
+    picked = _even_pick(np.flatnonzero(flags), max_slices)
+    images = classifier_input(case.volume.hu[picked], box, size=size).half()
+    return images, torch.as_tensor(labels[picked], dtype=torch.float32)
+
+
+def build_slice_set(records: Sequence[CaseRecord], task: str, *, max_slices: int | None = None,
+                    loader: Callable[[CaseRecord], LoadedCase] = load_case,
+                    progress: bool = True) -> SliceSet:
+    """Samples of every case for task 'lung' or 'classifier'."""
+    images, targets, owners, ids = [], [], [], []
+    for record in tqdm(records, desc=f"{task} slices", disable=not progress, leave=False):
+        case = loader(record)
+        if task == "lung":
+            sample = lung_samples(case, max_slices)
+        else:
+            sample = classifier_samples(case, max_slices=max_slices)
+        if sample is None or sample[0].shape[0] == 0:
+            continue
+        owners.append(np.full(sample[0].shape[0], len(ids)))
+        ids.append(case.case_id)
+        images.append(sample[0])
+        targets.append(sample[1])
+    if not images:
+        raise DataError(f"No usable {task} training slices in {len(records)} cases "
+                        "(lung masks and slice labels or infection masks are needed).")
+    return SliceSet(images=torch.cat(images), targets=torch.cat(targets),
+                    case_index=np.concatenate(owners), case_ids=tuple(ids))

@@ -1,0 +1,54 @@
+"""The lung stage: inference on the input grid and 3D post-processing, with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from covidct.lung import postprocess_lung_mask, segment_lungs
+from test_train_data import phantom
+
+
+class ThresholdLungNet(torch.nn.Module):
+    """A stand-in lung model: dark pixels are lung, split at the image's middle column."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lung = (x[:, 0] < 0.4).float()
+        col = torch.arange(x.shape[-1]).view(1, 1, -1) < x.shape[-1] / 2
+        right, left = lung * col, lung * (~col)
+        return torch.stack([1 - lung, right, left], dim=1) * 10.0 + self.dummy
+
+
+def test_segment_lungs_on_the_input_grid() -> None:
+    volume, truth, _ = phantom(1, covid=False, shape=(6, 80, 72))
+    # The stand-in calls every dark pixel lung: make everything but the lungs bright.
+    hu = volume.hu.copy()
+    hu[truth == 0] = np.maximum(hu[truth == 0], 40.0)
+    mask = segment_lungs(volume.with_hu(hu), ThresholdLungNet(), batch_size=4, dtype="fp32")
+    assert mask.shape == volume.shape and mask.dtype == np.uint8
+    for side in (1, 2):
+        inter = np.sum((mask == side) & (truth == side))
+        dice = 2 * inter / (np.sum(mask == side) + np.sum(truth == side))
+        assert dice > 0.95
+
+
+def test_postprocess_keeps_largest_fills_holes_and_reassigns_islands() -> None:
+    labels = np.zeros((5, 40, 40), dtype=np.uint8)
+    labels[:, 5:35, 4:16] = 1
+    labels[:, 5:35, 24:36] = 2
+    labels[2, 15:18, 8:11] = 0  # a hole in the right lung (a lesion)
+    labels[:, 20:24, 6:9] = 2  # part of the right lung predicted as left
+    labels[0, 0:2, 38:40] = 1  # a small spurious blob far away
+    out = postprocess_lung_mask(labels)
+    assert out[2, 16, 9] == 1  # hole filled
+    assert np.all(out[:, 20:24, 6:9] == 1)  # inconsistent island given to the right lung
+    assert out[0, 0, 39] == 0  # spurious blob dropped
+    assert np.all(out[:, 5:35, 24:36] == 2)
+
+
+def test_postprocess_empty() -> None:
+    assert not postprocess_lung_mask(np.zeros((2, 8, 8), np.uint8)).any()

@@ -1,0 +1,141 @@
+"""Training: augmentations, the loop (overfit, checkpoint, resume), `covidct train` end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from covidct.augment import (
+    augment_classifier_batch,
+    augment_lung_batch,
+    random_affines,
+    swap_right_left,
+    warp,
+)
+from covidct.cli import main
+from covidct.models import create_model
+from covidct.models.registry import load_bundle, read_card
+from covidct.train.loop import TrainConfig, fit
+from covidct.train.lung_training import lung_dice, lung_loss, predict_labels
+from test_train_data import write_dataset
+
+
+def test_swap_right_left() -> None:
+    labels = torch.tensor([[0, 1, 2, 1]])
+    assert swap_right_left(labels).tolist() == [[0, 2, 1, 2]]
+
+
+def test_flip_mirrors_image_and_swaps_labels() -> None:
+    image = torch.zeros(1, 1, 8, 8)
+    image[..., :4] = 1.0  # the right lung occupies the low-x half
+    theta, flip = random_affines(1, torch.Generator().manual_seed(0), scale=(1.0, 1.0),
+                                 flip_p=1.0)
+    assert flip.all()
+    flipped = warp(image, theta)
+    torch.testing.assert_close(flipped, image.flip(-1))
+
+
+def test_lung_augmentation_keeps_labels_on_their_side() -> None:
+    gen = torch.Generator().manual_seed(3)
+    images = torch.zeros(16, 1, 32, 32)
+    labels = torch.zeros(16, 32, 32, dtype=torch.long)
+    labels[:, 8:24, 4:14], labels[:, 8:24, 18:28] = 1, 2
+    images[labels[:, None] > 0] = 0.2
+    out_images, out_labels = augment_lung_batch(images, labels, gen)
+    for k in range(16):
+        xs_right = torch.nonzero(out_labels[k] == 1)[:, 1].float().mean()
+        xs_left = torch.nonzero(out_labels[k] == 2)[:, 1].float().mean()
+        assert xs_right < xs_left  # a flip moved the image AND swapped the labels
+    noise = out_images[:, 0][out_labels > 0] - 0.2
+    assert 0.03 < float(noise.std()) < 0.15  # 0.1 * N(0, 0.8) inside the lung
+    assert float(out_images[:, 0][out_labels == 0].abs().max()) < 0.21
+
+
+def test_classifier_augmentation_shape_and_range() -> None:
+    x = torch.rand(4, 1, 64, 64)
+    out = augment_classifier_batch(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def _tiny_lung_data() -> tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.zeros(8, 64, 64, dtype=torch.uint8)
+    labels[:, 16:48, 8:28], labels[:, 16:48, 36:56] = 1, 2
+    images = torch.full((8, 1, 64, 64), 0.9)
+    images[labels[:, None] > 0] = 0.15
+    images += 0.02 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+    return images.half(), labels
+
+
+def test_tiny_unet_overfits_and_resumes(tmp_path: Path) -> None:
+    images, labels = _tiny_lung_data()
+
+    def validate(net: torch.nn.Module) -> float:
+        dice = lung_dice(predict_labels(net, images), labels)
+        return (dice["right"] + dice["left"]) / 2
+
+    config = TrainConfig(epochs=4, batch_size=4, lr=1e-2, steps_per_epoch=8, progress=False,
+                         dtype="fp32", patience=10)
+    torch.manual_seed(0)
+    model = create_model("unet_vgg11", width=0.125)
+    result = fit(model, images, labels, lung_loss, validate, config, tmp_path)
+    assert result.best_metric > 0.9
+    assert (tmp_path / "checkpoint-model.pt").is_file()
+    # Resuming a finished run trains no more epochs and restores the best state.
+    config_more = TrainConfig(epochs=5, batch_size=4, lr=1e-2, steps_per_epoch=8,
+                              progress=False, dtype="fp32", patience=10)
+    again = fit(create_model("unet_vgg11", width=0.125), images, labels, lung_loss, validate,
+                config_more, tmp_path, resume=True)
+    assert again.epochs_run == 5 and len(again.history) == 5
+    assert again.best_metric >= result.best_metric
+
+
+def test_train_commands_end_to_end(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data", n_cases=6)
+    out = tmp_path / "models"
+    common = ["--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+              "--steps-per-epoch", "2", "--val-fraction", "0.34", "--no-progress"]
+    assert main(["train", "lung", *common, "--width", "0.0625"]) == 0
+    assert main(["train", "classifier", *common, "--width", "0.125",
+                 "--lung-model", str(out)]) == 0
+    cards = sorted(out.glob("*.json"))
+    assert [c.name for c in cards] == ["classifier-resnet18-w0125.json",
+                                       "lung-unet-vgg16-w00625.json"]
+    spec = read_card(cards[0])
+    assert 0.0 <= spec.slice_threshold <= 1.0 and spec.case_threshold is not None
+    assert spec.training["val_cases"] == 2 and spec.training["seed"] == 0
+    assert "covidct train classifier" in spec.training["command"]
+    bundle = load_bundle(out)
+    assert bundle.lung.spec.arch == "unet_vgg16" and bundle.classifier.spec.width == 0.125
+    assert json.loads(cards[1].read_text())["task"] == "lung"
+
+
+def test_train_rejects_missing_resume_checkpoint(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data", n_cases=4)
+    code = main(["train", "lung", "--data", str(data), "--out", str(tmp_path / "o"),
+                 "--resume", "--epochs", "1", "--no-progress", "--val-fraction", "0.5"])
+    assert code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["unet_vgg16", "resnet50"])
+def test_seed_architectures_train_and_infer(arch: str) -> None:
+    """The seed's full-width models: a few optimisation steps, then inference."""
+    torch.manual_seed(0)
+    model = create_model(arch)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.rand(2, 1, 64, 64)
+    for _ in range(2):
+        out = model(x)
+        loss = out.float().pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, 224, 224))
+    assert out.shape == ((1, 3, 224, 224) if arch.startswith("unet") else (1,))
+    assert np.isfinite(out.numpy()).all()
