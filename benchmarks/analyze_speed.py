@@ -1,0 +1,111 @@
+"""End-to-end speed of `covidct analyze` on a 300-slice 512x512 synthetic DICOM series.
+
+Runs the real command (read DICOM -> report) in a subprocess per precision (bf16, fp32),
+measuring wall time, peak RSS of that process (os.wait4) and the per-stage timings it
+records in result.json. Target: <= 20 s wall and <= 3 GB peak with the default models.
+
+    .venv/bin/python benchmarks/analyze_speed.py [--work DIR] [--repeat N]
+
+Writes benchmarks/results/analyze_speed.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_WALL_S, TARGET_RSS_GB = 20.0, 3.0
+
+
+def make_series(folder: Path, seed: int = 4242) -> dict:
+    from covidct.synth import SynthParams, generate_case
+    from covidct.synth.dicom_writer import write_ct_series
+
+    case = generate_case(seed, SynthParams(matrix=512, n_slices=300, slice_mm=1.0, covid=True,
+                                           severity=0.15))
+    files = write_ct_series(case.ct, folder, seed=seed)
+    return {"shape": list(case.ct.shape), "spacing_mm": list(case.ct.spacing_mm),
+            "files": len(files), "truth_infection_cm3": case.truth["infection_volume_cm3"]}
+
+
+def run_once(series: Path, out: Path, precision: str, models: Path | None = None) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "covidct", "analyze", str(series), "-o", str(out), "-q",
+           "--precision", precision] + (["--models", str(models)] if models else [])
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with status {status}")
+    doc = json.loads((out / "result.json").read_text())
+    return {"precision": precision, "wall_s": round(wall, 2),
+            "peak_rss_gb": round(usage.ru_maxrss / 1e6, 3),  # Linux: KiB -> ~GB
+            "stages_s": doc["timings_s"], "decision": doc["decision"]["label"],
+            "corona_score_cm3": doc["corona_score_cm3"],
+            "infection_cm3": doc["infection"]["volume_cm3"],
+            "models": {k: v["name"] for k, v in doc["models"].items()}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, help="scratch folder (default: a temp folder)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per precision")
+    parser.add_argument("--models", type=Path, help="models folder (default: shipped)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="covidct_speed_"))
+    series = work / "series"
+    if not series.is_dir():
+        case = make_series(series)
+    else:
+        case = {"reused": str(series)}
+    runs = []
+    for _ in range(args.repeat):
+        for precision in ("bf16", "fp32"):
+            runs.append(run_once(series, work / f"out_{precision}", precision, args.models))
+            print(json.dumps(runs[-1]), flush=True)
+    best = {p: min((r for r in runs if r["precision"] == p), key=lambda r: r["wall_s"])
+            for p in ("bf16", "fp32")}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "load_average_at_end": os.getloadavg()},
+        "case": case, "models_dir": str(args.models) if args.models else "shipped",
+        "runs": runs,
+        "best_wall_s": {p: r["wall_s"] for p, r in best.items()},
+        "fp32_over_bf16_wall": round(best["fp32"]["wall_s"] / best["bf16"]["wall_s"], 2),
+        "target": {"wall_s": TARGET_WALL_S, "peak_rss_gb": TARGET_RSS_GB},
+        "meets_target_bf16": best["bf16"]["wall_s"] <= TARGET_WALL_S
+        and best["bf16"]["peak_rss_gb"] <= TARGET_RSS_GB,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "analyze_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# analyze speed (300 x 512 x 512 synthetic DICOM, end to end)", "",
+             f"machine: {os.cpu_count()} CPUs, load average at end {os.getloadavg()}", "",
+             "| precision | wall s | peak RSS GB | " + " | ".join(best["bf16"]["stages_s"]) + " |",
+             "|---|---|---|" + "---|" * len(best["bf16"]["stages_s"])]
+    for r in runs:
+        lines.append(f"| {r['precision']} | {r['wall_s']} | {r['peak_rss_gb']} | "
+                     + " | ".join(str(r["stages_s"].get(k, "")) for k in best["bf16"]["stages_s"])
+                     + " |")
+    lines += ["", f"fp32 / bf16 wall: {report['fp32_over_bf16_wall']}",
+              f"target <= {TARGET_WALL_S} s and <= {TARGET_RSS_GB} GB (bf16): "
+              f"{'met' if report['meets_target_bf16'] else 'MISSED'}"]
+    (RESULTS / "analyze_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""`covidct analyze INPUT -o OUT`: the whole analysis of one CT study."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from covidct.config import EXPLAIN, PRECISIONS, AnalysisConfig
+from covidct.errors import InputError
+
+HELP = "analyse one chest CT: decision, Corona score, % involvement, masks, report"
+OUTPUT_NAMES = ("result.json", "report.html", "lung_mask.nii.gz", "infection_mask.nii.gz",
+                "heatmap.nii.gz", "render_3d.png", "slice_profile.png")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per AnalysisConfig field (``--infection-sigma-mm``); unset flags keep defaults."""
+    group = parser.add_argument_group("analysis settings")
+    helps = AnalysisConfig.field_help()
+    for f in fields(AnalysisConfig):
+        default = f.default if f.default is not MISSING else None
+        kind = type(default) if default is not None else float
+        kwargs: dict[str, Any] = {"type": kind, "default": None, "dest": f"cfg_{f.name}",
+                                  "help": f"{helps[f.name]} (default: {default})"}
+        if f.name in ("precision", "explain"):
+            kwargs["choices"] = PRECISIONS if f.name == "precision" else EXPLAIN
+        group.add_argument(f"--{f.name.replace('_', '-')}", **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
+    given = {f.name: getattr(args, f"cfg_{f.name}") for f in fields(AnalysisConfig)
+             if getattr(args, f"cfg_{f.name}", None) is not None}
+    return AnalysisConfig(**given)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path,
+                        help="DICOM folder / file / .zip, or a NIfTI, NRRD or MHA volume")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.add_argument("--series", metavar="UID", help="series instance UID to analyse")
+    parser.add_argument("--models", type=Path, metavar="DIR",
+                        help="folder of model weights + cards (default: the shipped models)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty output folder, replacing covidct outputs")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar and no summary")
+    add_config_arguments(parser)
+
+
+def check_output_folder(input_path: Path, out_dir: Path, overwrite: bool) -> None:
+    """Refuse an output folder that is the input, holds it or lies inside it, or that is
+    non-empty without --overwrite."""
+    src, dst = input_path.resolve(), out_dir.resolve()
+    if src == dst or src.is_relative_to(dst) or (src.is_dir() and dst.is_relative_to(src)):
+        raise InputError(
+            f"The output folder {out_dir} overlaps the input {input_path}; covidct never writes "
+            "into its input. Choose an output folder outside the input.")
+    if dst.exists() and not dst.is_dir():
+        raise InputError(f"The output {out_dir} exists and is not a folder; choose a folder.")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise InputError(
+            f"The output folder {out_dir} is not empty. Choose a new folder, or pass "
+            "--overwrite to replace the covidct outputs in it (other files are kept).")
+
+
+def _clear_previous_outputs(out_dir: Path) -> None:
+    for name in OUTPUT_NAMES:
+        (out_dir / name).unlink(missing_ok=True)
+    overlays = out_dir / "overlays"
+    if overlays.is_dir():
+        for png in overlays.glob("slice_*.png"):
+            png.unlink()
+
+
+class _Progress:
+    """A tqdm bar over the job's steps (stderr, terminal only, silenced by --quiet)."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        disable = True if quiet else None  # None: tqdm disables itself off a terminal
+        self.bar = tqdm(total=total, disable=disable, file=sys.stderr, unit="step",
+                        bar_format="{desc:<24} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+        self.started = False
+
+    def __call__(self, name: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_description_str(name)
+
+    def close(self) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.bar.close()
+
+
+def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *,
+                      series_uid: str | None = None, models_dir: Path | None = None,
+                      report: bool = True, quiet: bool = False,
+                      overwrite: bool = False) -> dict[str, Any]:
+    """Read, analyse and write every output; returns the result.json document."""
+    from covidct.export.outputs import EXPORT_STAGES, write_outputs
+    from covidct.io import load_volume
+    from covidct.models.registry import load_bundle
+    from covidct.pipeline import STAGES, analyze
+
+    check_output_folder(input_path, out_dir, overwrite)
+    started = time.perf_counter()
+    progress = _Progress(2 + len(STAGES) + len(EXPORT_STAGES) - (0 if report else 1), quiet)
+    try:
+        timings: dict[str, float] = {}
+        progress("reading input")
+        volume = load_volume(input_path, series_uid=series_uid)
+        timings["read"] = round(time.perf_counter() - started, 3)
+        progress("loading models")
+        t0 = time.perf_counter()
+        bundle = load_bundle(models_dir)
+        timings["load_models"] = round(time.perf_counter() - t0, 3)
+        result = analyze(volume, config, bundle, progress=progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            _clear_previous_outputs(out_dir)
+        doc = write_outputs(result, out_dir, report=report, timings_s=timings,
+                            progress=progress, started=started)
+    finally:
+        progress.close()
+    return doc
+
+
+def summary_lines(doc: dict[str, Any], out_dir: Path) -> list[str]:
+    d, inf = doc["decision"], doc["infection"]
+    lines = [
+        f"decision: {d['label']} ({d['positive_slices']}/{d['lung_slices']} positive lung "
+        f"slices, ratio {d['positive_slice_ratio'] or 0:.3f}, threshold {d['threshold'] or 0:.3f})",
+        f"Corona score: {doc['corona_score_cm3']:.1f} cm3; infection {inf['volume_cm3']:.1f} cm3 "
+        f"= {inf['percent_of_lung']:.1f} % of lung (right {inf['right_percent']:.1f} %, "
+        f"left {inf['left_percent']:.1f} %); severity {inf['severity_score']}/24",
+    ]
+    for warning in doc.get("warnings", []):
+        lines.append(f"input warning: {warning}")
+    target = "report.html" if "report" in doc["outputs"] else "result.json"
+    lines.append(f"{target}: {out_dir / target}  ({doc['timings_s']['total']:.1f} s)")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    doc = analyze_to_folder(args.input, args.output, config, series_uid=args.series,
+                            models_dir=args.models, report=not args.no_report,
+                            quiet=args.quiet, overwrite=args.overwrite)
+    if not args.quiet:
+        print("\n".join(summary_lines(doc, args.output)))
+    return 0

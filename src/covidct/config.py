@@ -1,0 +1,75 @@
+"""Analysis configuration: one frozen dataclass, units in the field names.
+
+Each field becomes a `covidct analyze` flag (``infection_sigma_mm`` -> ``--infection-sigma-mm``);
+the resolved configuration is written into every result.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from covidct.errors import ConfigError
+
+PRECISIONS = ("auto", "bf16", "fp32")
+EXPLAIN = ("positive", "lung")
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Settings of the stages after the two models (and the models' numeric precision)."""
+
+    slice_threshold: float | None = field(default=None, metadata={
+        "help": "slice probability at or above which a slice is positive "
+                "(default: the model card's)"})
+    case_threshold: float | None = field(default=None, metadata={
+        "help": "positive-slice ratio above which a case is suspected (default: the model card's)"})
+    precision: str = field(default="auto", metadata={
+        "help": "model arithmetic: bf16, fp32, or auto (bf16 where the CPU runs it natively)"})
+    batch_size: int = field(default=32, metadata={
+        "help": "slices per model batch (memory vs speed)"})
+    explain: str = field(default="positive", metadata={
+        "help": "slices Grad-CAM explains: positive (the ones the scores use; fastest) or lung"})
+    heatmap_threshold: float = field(default=0.1, metadata={
+        "help": "fused Grad-CAM value (0-1) above which a lung voxel is a lesion candidate"})
+    infection_sigma_mm: float = field(default=3.0, metadata={
+        "help": "sigma in mm of the 3D Gaussian that smooths the thresholded maps"})
+    infection_smooth_threshold: float = field(default=0.5, metadata={
+        "help": "smoothed-mask value (0-1) above which a voxel is infected"})
+    overlay_count: int = field(default=6, metadata={
+        "help": "PNG overlays of the most affected slices"})
+    render_voxel_mm: float = field(default=4.0, metadata={
+        "help": "grid spacing in mm of the 3D surface render (coarser is faster)"})
+
+    def __post_init__(self) -> None:
+        for name in ("slice_threshold", "case_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1]; got {value}.")
+        for name in ("heatmap_threshold", "infection_smooth_threshold"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
+        if self.explain not in EXPLAIN:
+            raise ConfigError(
+                f"explain must be one of {', '.join(EXPLAIN)}; got {self.explain!r}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}.")
+        if self.infection_sigma_mm < 0:
+            raise ConfigError(
+                f"infection_sigma_mm must be >= 0 (0 disables smoothing); "
+                f"got {self.infection_sigma_mm}.")
+        if self.overlay_count < 0:
+            raise ConfigError(f"overlay_count must be >= 0; got {self.overlay_count}.")
+        if self.render_voxel_mm <= 0:
+            raise ConfigError(f"render_voxel_mm must be > 0; got {self.render_voxel_mm}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """Field name -> one-line help, for the CLI."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}

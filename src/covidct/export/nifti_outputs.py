@@ -1,0 +1,33 @@
+"""The NIfTI outputs (lung mask, infection mask, heatmap), written with the project's one
+NIfTI writer so they have the shape and affine of `covidct convert`'s output."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from covidct.pipeline import CaseResult
+
+LUNG_MASK = "lung_mask.nii.gz"
+INFECTION_MASK = "infection_mask.nii.gz"
+HEATMAP = "heatmap.nii.gz"
+
+
+def write_nifti_outputs(result: CaseResult, out_dir: Path) -> dict[str, str]:
+    """Write the three volumes in parallel threads (zlib releases the GIL). Returns names."""
+    from covidct.io.nifti import write_nifti
+
+    affine = result.volume.affine
+    jobs = (
+        ("lung_mask", LUNG_MASK, result.lung_mask, np.uint8),
+        ("infection_mask", INFECTION_MASK, result.infection_mask, np.uint8),
+        ("heatmap", HEATMAP, result.heatmap, np.float32),
+    )
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(write_nifti, array, affine, out_dir / name, dtype)
+                   for _, name, array, dtype in jobs]
+        for future in futures:
+            future.result()
+    return {key: name for key, name, _, _ in jobs}

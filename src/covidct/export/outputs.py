@@ -1,0 +1,71 @@
+"""Write every output of one analysis into a folder, timing each step."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from covidct.export.nifti_outputs import write_nifti_outputs
+from covidct.export.overlays import write_overlays
+from covidct.export.profile import render_profile
+from covidct.export.render3d import render_3d
+from covidct.export.report import write_report
+from covidct.export.result_json import build_result, write_result_json
+from covidct.pipeline import CaseResult
+
+log = logging.getLogger(__name__)
+
+EXPORT_STAGES = ("nifti", "overlays", "render 3d", "slice profile", "report")
+
+
+def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
+                  timings_s: dict[str, float] | None = None,
+                  progress: Callable[[str], None] | None = None,
+                  started: float | None = None) -> dict[str, Any]:
+    """Write NIfTI, PNGs, result.json and (optionally) report.html into out_dir.
+
+    timings_s: timings measured before the analysis (read, load models); the pipeline's
+    stage timings, the export steps and a
+    total are added; started: time.perf_counter() at the start of the job (the total is then
+    wall time, else the sum of the steps). Returns the result.json document.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings = {**(timings_s or {}), **result.timings_s}
+    outputs: dict[str, Any] = {"result_json": "result.json"}
+    config = result.config
+
+    def step(name: str, fn: Callable[[], Any]) -> Any:
+        if progress is not None:
+            progress(name)
+        start = time.perf_counter()
+        value = fn()
+        timings[f"export_{name.replace(' ', '_')}"] = round(time.perf_counter() - start, 3)
+        return value
+
+    outputs.update(step("nifti", lambda: write_nifti_outputs(result, out_dir)))
+    outputs["overlays"] = step("overlays",
+                               lambda: write_overlays(result, out_dir, config.overlay_count))
+    step("render 3d", lambda: render_3d(result, out_dir / "render_3d.png",
+                                        voxel_mm=config.render_voxel_mm))
+    outputs["render_3d"] = "render_3d.png"
+    step("slice profile", lambda: render_profile(result, out_dir / "slice_profile.png"))
+    outputs["slice_profile"] = "slice_profile.png"
+    if report:
+        outputs["report"] = "report.html"
+    def total() -> float:
+        if started is not None:
+            return round(time.perf_counter() - started, 3)
+        return round(sum(v for k, v in timings.items() if k != "total"), 3)
+
+    timings["total"] = total()
+    doc = build_result(result, outputs, timings)
+    if report:
+        step("report", lambda: write_report(doc, out_dir))
+        timings["total"] = total()
+        doc["timings_s"] = timings
+    write_result_json(doc, out_dir / "result.json")
+    return doc

@@ -1,0 +1,35 @@
+"""slice_profile.png: p(abnormal) per slice against z (mm), with the slice threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from covidct.pipeline import CaseResult
+
+
+def render_profile(result: CaseResult, path: Path, dpi: int = 90) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    z_mm = result.volume.slice_positions_mm()
+    prob = np.where(result.has_lung, result.prob, np.nan)
+    fig = Figure(figsize=(7.0, 2.8), dpi=dpi)
+    ax = fig.add_subplot()
+    ax.plot(z_mm, prob, color="tab:blue", lw=1.2, marker=".", ms=3, label="p(abnormal)")
+    if result.positive.any():
+        ax.scatter(z_mm[result.positive], result.prob[result.positive], color="tab:red", s=10,
+                   zorder=3, label="positive slice")
+    threshold = float(result.config.slice_threshold or 0.5)
+    ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+    ax.set_xlabel("z (mm, inferior -> superior)")
+    ax.set_ylabel("probability")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(loc="upper right", fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

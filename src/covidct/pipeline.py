@@ -1,0 +1,155 @@
+"""The main job on one volume: lung -> slices -> Grad-CAM -> case. No file I/O.
+
+``analyze(volume, config, bundle)`` returns a CaseResult with every array on the input's
+voxel grid; covidct.export writes it out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from covidct import case as case_mod
+from covidct.config import AnalysisConfig
+from covidct.gradcam import fuse_cams, raw_gradcams
+from covidct.preprocess import CropBox, classifier_input, paste_back
+from covidct.volume import Volume
+
+log = logging.getLogger(__name__)
+
+STAGES = ("lung segmentation", "slice classification", "localization", "case measurements")
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Everything the analysis of one volume found; arrays are on the input's (z, y, x) grid."""
+
+    volume: Volume
+    config: AnalysisConfig          # resolved: thresholds filled in from the model cards
+    lung_mask: np.ndarray           # uint8, 1 right, 2 left
+    heatmap: np.ndarray             # float32 in [0, 1]: fused Grad-CAM x slice probability on
+                                    # the explained slices (config.explain), else 0
+    infection_mask: np.ndarray      # uint8 0/1
+    prob: np.ndarray                # (z,) p(abnormal); 0 where a slice has no lung
+    has_lung: np.ndarray            # (z,) bool
+    positive: np.ndarray            # (z,) bool: has lung and prob >= slice threshold
+    box: CropBox | None
+    decision: Any                   # covidct.decision.Decision
+    metrics: case_mod.CaseMetrics
+    models: dict[str, dict[str, Any]]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(self.volume.warnings)
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float], progress: ProgressFn | None) -> Iterator[None]:
+    if progress is not None:
+        progress(name)
+    start = time.perf_counter()
+    yield
+    timings[name.replace(" ", "_")] = round(time.perf_counter() - start, 3)
+    log.debug("%s: %.2f s", name, timings[name.replace(" ", "_")])
+
+
+def _model_info(loaded: Any) -> dict[str, Any]:
+    spec = loaded.spec
+    return {"name": spec.name, "arch": getattr(spec, "arch", None), "sha256": loaded.sha256}
+
+
+def localization_maps(volume: Volume, prob: np.ndarray, explained: np.ndarray,
+                      box: CropBox | None, classifier: Any, config: AnalysisConfig) -> np.ndarray:
+    """The fused Grad-CAM of the given slices, weighted by their probability, on the input grid.
+
+    Maps share one scale per case (see covidct.gradcam); other slices stay 0.
+    """
+    heatmap = np.zeros(volume.shape, dtype=np.float32)
+    zs = np.flatnonzero(explained)
+    if zs.size == 0 or box is None:
+        return heatmap
+    from covidct.models.runtime import use_bf16
+
+    module = getattr(classifier, "module", classifier)
+    x = classifier_input(volume.hu[zs], box)  # exactly what classify_slices feeds the model
+    cams = raw_gradcams(module, x, batch_size=config.batch_size,
+                        bf16=use_bf16(config.precision))
+    fused = fuse_cams(cams, size=x.shape[-1])
+    fused *= prob[zs, None, None].astype(np.float32)
+    shape_yx = volume.shape[1:]
+    for start in range(0, zs.size, config.batch_size):  # chunks bound the temporaries
+        chunk = zs[start:start + config.batch_size]
+        heatmap[chunk] = paste_back(fused[start:start + chunk.size], box, shape_yx)
+    np.clip(heatmap, 0.0, 1.0, out=heatmap)
+    return heatmap
+
+
+def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
+            progress: ProgressFn | None = None) -> CaseResult:
+    """Analyse one CT volume with a loaded ModelBundle (lung, classifier)."""
+    from covidct.classify import classify_slices
+    from covidct.decision import decide
+    from covidct.lung import segment_lungs
+
+    spec = bundle.classifier.spec
+    config = replace(
+        config,
+        slice_threshold=(config.slice_threshold if config.slice_threshold is not None
+                         else float(spec.slice_threshold)),
+        case_threshold=(config.case_threshold if config.case_threshold is not None
+                        else float(spec.case_threshold)),
+    )
+    timings: dict[str, float] = {}
+    z = volume.shape[0]
+
+    with _stage(STAGES[0], timings, progress):
+        lung_mask = np.asarray(segment_lungs(volume, bundle.lung, dtype=config.precision),
+                               dtype=np.uint8)
+
+    with _stage(STAGES[1], timings, progress):
+        if lung_mask.any():
+            scores = classify_slices(volume.hu, lung_mask, volume.spacing_mm, bundle.classifier,
+                                     batch_size=config.batch_size, dtype=config.precision)
+            prob = np.nan_to_num(np.asarray(scores.prob, dtype=np.float32))
+            has_lung = np.asarray(scores.has_lung, dtype=bool)
+            box = scores.box
+        else:  # nothing to classify: the decision says indeterminate
+            prob, has_lung, box = np.zeros(z, np.float32), np.zeros(z, bool), None
+        prob = np.where(has_lung, prob, 0.0).astype(np.float32)
+        positive = has_lung & (prob >= config.slice_threshold)
+
+    with _stage(STAGES[2], timings, progress):
+        explained = positive if config.explain == "positive" else has_lung
+        heatmap = localization_maps(volume, prob, explained, box,
+                                    bundle.classifier, config)
+
+    with _stage(STAGES[3], timings, progress):
+        _, dy, dx = volume.spacing_mm
+        decision = decide(prob, has_lung, slice_threshold=config.slice_threshold,
+                          case_threshold=config.case_threshold,
+                          lung_area_mm2=(lung_mask > 0).sum(axis=(1, 2)) * (dy * dx),
+                          slice_spacing_mm=volume.spacing_mm[0])
+        infection = case_mod.infection_mask(
+            heatmap, lung_mask, positive, volume.spacing_mm,
+            threshold=config.heatmap_threshold, sigma_mm=config.infection_sigma_mm,
+            smooth_threshold=config.infection_smooth_threshold)
+        corona = case_mod.corona_score_cm3(heatmap, lung_mask, positive,
+                                           volume.voxel_volume_mm3)
+        metrics = case_mod.measure_case(lung_mask, infection, volume.slice_positions_mm(),
+                                        volume.voxel_volume_mm3, corona)
+
+    return CaseResult(
+        volume=volume, config=config, lung_mask=lung_mask, heatmap=heatmap,
+        infection_mask=infection, prob=prob, has_lung=has_lung, positive=positive, box=box,
+        decision=decision, metrics=metrics,
+        models={"lung": _model_info(bundle.lung), "classifier": _model_info(bundle.classifier)},
+        timings_s=timings,
+    )

@@ -1,0 +1,109 @@
+"""`covidct analyze` and `covidct demo` through covidct.cli.main (small stand-in models;
+the shipped-model checks are in test_pipeline.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from analysis_fakes import fake_bundle, phantom
+from covidct.cli import main
+from covidct.io.nifti import write_nifti
+
+REAL = Path("/work/shared/data/real")
+
+
+@pytest.fixture(autouse=True)
+def stand_in_models(monkeypatch):
+    import covidct.models.registry as registry
+
+    monkeypatch.setattr(registry, "load_bundle", lambda models_dir=None, **_: fake_bundle())
+
+
+@pytest.fixture(scope="module")
+def phantom_nifti(tmp_path_factory) -> Path:
+    volume, _, _ = phantom(lesion=True)
+    path = tmp_path_factory.mktemp("in") / "chest.nii.gz"
+    return write_nifti(volume.hu, volume.affine, path, dtype=np.int16)
+
+
+def test_analyze_writes_outputs_prints_summary_and_maps_flags(phantom_nifti, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["analyze", str(phantom_nifti), "-o", str(out), "--infection-sigma-mm", "4.5",
+               "--precision", "fp32"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "decision: covid-suspected" in printed and "Corona score" in printed
+    assert str(out / "report.html") in printed
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["config"]["infection_sigma_mm"] == 4.5 and doc["config"]["precision"] == "fp32"
+    assert doc["input"]["path"] == str(phantom_nifti)
+    assert {"read", "load_models", "lung_segmentation", "total"} <= set(doc["timings_s"])
+    for name in ("report.html", "lung_mask.nii.gz", "infection_mask.nii.gz", "heatmap.nii.gz",
+                 "render_3d.png", "slice_profile.png"):
+        assert (out / name).is_file()
+
+
+def test_non_empty_output_needs_overwrite(phantom_nifti, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["analyze", str(phantom_nifti), "-o", str(out), "-q"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["analyze", str(phantom_nifti), "-o", str(out), "-q", "--overwrite",
+                 "--no-report"]) == 0
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert (out / "result.json").is_file() and not (out / "report.html").exists()
+    assert capsys.readouterr().out == ""  # --quiet
+
+
+def test_output_inside_the_input_is_refused(tmp_path, capsys):
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "a.dcm").write_bytes(b"")
+    assert main(["analyze", str(series), "-o", str(series / "out")]) == 2
+    assert "overlaps the input" in capsys.readouterr().err
+    assert sorted(p.name for p in series.iterdir()) == ["a.dcm"]
+
+
+def test_nifti_outputs_match_convert_on_a_real_dicom_series(tmp_path):
+    series = REAL / "cip-copdgene-10002K" / "ct-64Dicom"
+    out, converted = tmp_path / "out", tmp_path / "ct.nii.gz"
+    assert main(["analyze", str(series), "-o", str(out), "-q", "--no-report"]) == 0
+    assert main(["convert", str(series), str(converted)]) == 0
+    reference = nib.load(converted)
+    for name in ("lung_mask.nii.gz", "infection_mask.nii.gz", "heatmap.nii.gz"):
+        img = nib.load(out / name)
+        assert img.shape == reference.shape, name
+        np.testing.assert_allclose(img.affine, reference.affine, atol=1e-6)
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["input"]["series_uid"]
+    assert len(doc["slices"]) == reference.shape[2]
+
+
+def test_single_real_slice_is_indeterminate(tmp_path):
+    out = tmp_path / "out"
+    assert main(["analyze", str(REAL / "lungmask-slices" / "0.dcm"), "-o", str(out), "-q"]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["input"]["shape"][0] == 1
+    assert doc["decision"]["label"] == "indeterminate"
+    assert (out / "report.html").is_file()
+
+
+def test_demo_writes_a_synthetic_case_and_its_analysis(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--matrix", "96", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "truth: covid" in printed and str(out / "analysis" / "report.html") in printed
+    doc = json.loads((out / "analysis" / "result.json").read_text())
+    source = Path(doc["input"]["path"])
+    assert source.parent == out / "input"  # the DICOM series (or NIfTI) the demo wrote
+    assert main(["demo", "-o", str(out), "--matrix", "96", "-q"]) == 0  # reruns in place
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("x")
+    assert main(["demo", "-o", str(other), "-q"]) == 2

@@ -1,0 +1,122 @@
+"""covidct.pipeline.analyze on a phantom chest with small deterministic models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis_fakes import fake_bundle, phantom
+from covidct.config import AnalysisConfig
+from covidct.errors import ConfigError
+from covidct.pipeline import STAGES, analyze
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
+@pytest.fixture(scope="module")
+def covid_result():
+    volume, lung, lesion = phantom(lesion=True)
+    seen: list[str] = []
+    result = analyze(volume, AnalysisConfig(precision="fp32"), fake_bundle(), progress=seen.append)
+    return result, lung, lesion, seen
+
+
+def test_stages_run_in_order_and_are_timed(covid_result):
+    result, _, _, seen = covid_result
+    assert seen == list(STAGES)
+    assert set(result.timings_s) == {s.replace(" ", "_") for s in STAGES}
+
+
+def test_arrays_are_on_the_input_grid(covid_result):
+    result, lung, lesion, _ = covid_result
+    shape = result.volume.shape
+    assert result.lung_mask.shape == result.heatmap.shape == result.infection_mask.shape == shape
+    assert result.lung_mask.dtype == np.uint8 and result.infection_mask.dtype == np.uint8
+    assert result.heatmap.dtype == np.float32
+    assert 0.0 <= result.heatmap.min() and result.heatmap.max() <= 1.0
+    assert not result.heatmap[~result.has_lung].any()  # only lung slices are explained
+    assert dice(result.lung_mask == 1, lung == 1) > 0.98
+
+
+def test_lesion_found_where_it_is(covid_result):
+    result, _, lesion, _ = covid_result
+    assert result.decision.label == "covid-suspected"
+    assert result.config.slice_threshold == 0.5 and result.config.case_threshold == 0.1
+    assert dice(result.infection_mask > 0, lesion) > 0.7
+    m = result.metrics
+    assert m.left_percent == 0.0 and m.right_percent > 0.0
+    assert 0.0 < m.corona_score_cm3 <= m.lung_volume_cm3
+    # Positive slices are those with the lesion.
+    lesion_slices = lesion.any(axis=(1, 2))
+    assert result.positive[result.positive].size > 0
+    assert lesion_slices[result.positive].all()
+
+
+def test_no_lesion_gives_not_suspected_and_zero_scores():
+    volume, _, _ = phantom(lesion=False)
+    result = analyze(volume, AnalysisConfig(), fake_bundle())
+    assert result.decision.label == "not-suspected"
+    assert result.metrics.corona_score_cm3 == 0.0
+    assert not result.infection_mask.any()
+
+
+def test_input_without_lung_is_indeterminate():
+    volume, _, _ = phantom(lesion=False)
+    volume = volume.with_hu(np.full(volume.shape, 40, np.int16))
+    result = analyze(volume, AnalysisConfig(), fake_bundle())
+    assert result.decision.label == "indeterminate"
+    assert not result.lung_mask.any() and not result.heatmap.any()
+    assert result.metrics.lung_volume_cm3 == 0.0 and result.metrics.severity_score == 0
+
+
+def test_config_overrides_model_card_thresholds():
+    volume, _, _ = phantom(lesion=True)
+    result = analyze(volume, AnalysisConfig(slice_threshold=0.999, case_threshold=0.9),
+                     fake_bundle())
+    assert result.config.slice_threshold == 0.999
+    assert result.decision.label == "not-suspected"
+
+
+def test_config_is_validated():
+    with pytest.raises(ConfigError, match="infection_sigma_mm"):
+        AnalysisConfig(infection_sigma_mm=-1.0)
+    with pytest.raises(ConfigError, match="precision"):
+        AnalysisConfig(precision="fp16")
+
+
+def test_explain_positive_slices_only_by_default():
+    volume, _, _ = phantom(lesion=True)
+    default = analyze(volume, AnalysisConfig(), fake_bundle())
+    assert not default.heatmap[~default.positive].any()
+    every = analyze(volume, AnalysisConfig(explain="lung"), fake_bundle())
+    assert every.heatmap[every.has_lung & ~every.positive].any()
+    np.testing.assert_array_equal(every.positive, default.positive)
+
+
+def _shipped_bundle():
+    from covidct.errors import ModelError
+    from covidct.models.registry import load_bundle
+
+    try:
+        return load_bundle()
+    except ModelError as exc:
+        pytest.skip(f"shipped weights not available: {exc}")
+
+
+def test_shipped_models_measure_a_synthetic_covid_case():
+    """Known answer with the shipped weights: a synthetic COVID case (fixed seed) is
+    suspected and its infection volume is found within 50 % (the tolerance comes from
+    benchmarks/results/analyze_accuracy.json, whose median relative error it bounds with
+    margin; Grad-CAM is a weakly supervised localizer, not a segmenter)."""
+    from covidct.synth import SynthParams, generate_case
+
+    bundle = _shipped_bundle()
+    synth = generate_case(31337, SynthParams(matrix=192, covid=True, severity=0.15,
+                                             slice_mm=3.0, findings=False))
+    result = analyze(synth.ct, AnalysisConfig(), bundle)
+    true_cm3 = synth.truth["infection_volume_cm3"]
+    assert result.decision.label == "covid-suspected"
+    assert dice(result.lung_mask > 0, synth.lung > 0) > 0.9
+    assert result.metrics.infection_volume_cm3 == pytest.approx(true_cm3, rel=0.5)
