@@ -108,6 +108,11 @@ def test_train_commands_end_to_end(tmp_path: Path) -> None:
     assert 0.0 <= spec.slice_threshold <= 1.0 and spec.case_threshold is not None
     assert spec.training["val_cases"] == 2 and spec.training["seed"] == 0
     assert "covidct train classifier" in spec.training["command"]
+    # the infection masks supervised the auxiliary heads, which are not shipped
+    assert spec.training["auxiliary_infection_maps"] is True
+    from safetensors import safe_open
+    with safe_open(str(out / spec.weights_file), "pt") as weights:
+        assert not [k for k in weights.keys() if k.startswith(("map28", "map14", "classifier."))]
     bundle = load_bundle(out)
     assert bundle.lung.spec.arch == "unet_vgg16" and bundle.classifier.spec.width == 0.125
     assert json.loads(cards[1].read_text())["task"] == "lung"
@@ -139,3 +144,19 @@ def test_seed_architectures_train_and_infer(arch: str) -> None:
         out = model(torch.rand(1, 1, 224, 224))
     assert out.shape == ((1, 3, 224, 224) if arch.startswith("unet") else (1,))
     assert np.isfinite(out.numpy()).all()
+
+
+def test_lung_augmentation_with_soft_labels() -> None:
+    gen = torch.Generator().manual_seed(5)
+    images = torch.zeros(16, 1, 32, 32)
+    hard = torch.zeros(16, 32, 32, dtype=torch.long)
+    hard[:, 8:24, 4:14], hard[:, 8:24, 18:28] = 1, 2
+    soft = torch.nn.functional.one_hot(hard, 3).permute(0, 3, 1, 2).float()
+    _, out = augment_lung_batch(images, soft, gen)
+    assert out.shape == soft.shape
+    assert torch.allclose(out.sum(dim=1), torch.ones(16, 32, 32), atol=1e-5)
+    xs = torch.arange(32).float()
+    for k in range(16):  # a flip swapped the right and left channels with the image
+        right = (out[k, 1].sum(dim=0) * xs).sum() / out[k, 1].sum()
+        left = (out[k, 2].sum(dim=0) * xs).sum() / out[k, 2].sum()
+        assert right < left

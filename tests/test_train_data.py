@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from covidct.io.nifti import write_nifti
 from covidct.train.slices import case_slice_labels, classifier_samples, lung_samples
@@ -70,3 +71,17 @@ def test_phantom_samples() -> None:
     cls_images, cls_labels = classifier_samples(case)
     assert cls_images.shape[1:] == (1, 224, 224)
     assert cls_labels.sum() == 4
+
+
+def test_soft_lung_labels_are_area_shares() -> None:
+    from covidct.train.datasets import LoadedCase
+
+    volume, lung, infection = phantom(0, covid=True)
+    case = LoadedCase("c", volume, lung, infection, None, "covid")
+    _, hard = lung_samples(case)
+    _, soft = lung_samples(case, soft=True)
+    assert soft.shape == (8, 3, 224, 224)
+    assert torch.allclose(soft.float().sum(dim=1), torch.ones(8, 224, 224), atol=1e-2)
+    for side in (1, 2):  # same lung area as the nearest labels, within the boundary pixels
+        hard_area = float((hard == side).sum())
+        assert abs(float(soft[:, side].float().sum()) - hard_area) < 0.03 * hard_area

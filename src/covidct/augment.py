@@ -9,7 +9,8 @@ so runs are reproducible.
   sample let the network learn "noisy = lung" (validation Dice fell from 0.94 to 0.27 in
   three epochs while the training loss kept falling). A horizontal flip mirrors the patient,
   so the right (1) and left (2) lung labels are swapped with the image.
-- Classifier: rotation, horizontal flip, crop.
+- Classifier: rotation, horizontal flip, crop (applied alike to the infection maps that
+  supervise the auxiliary localization heads during training).
 """
 
 from __future__ import annotations
@@ -70,20 +71,40 @@ def warp(images: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> t
 
 def augment_lung_batch(images: torch.Tensor, labels: torch.Tensor,
                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed's lung augmentation on (n,1,H,W) images and (n,H,W) int labels (0/1/2)."""
+    """The seed's lung augmentation on (n,1,H,W) images and their labels.
+
+    Labels are hard, (n,H,W) ints 0/1/2 (warped nearest), or soft, (n,3,H,W) class shares
+    per pixel (warped bilinear, so boundaries stay sub-pixel).
+    """
     images = images.float()
     theta, flip = random_affines(images.shape[0], generator, scale=LUNG_CROP_SCALE)
     images = warp(images, theta)
-    labels = warp(labels[:, None].float(), theta, mode="nearest")[:, 0].long()
-    labels = torch.where(flip[:, None, None], swap_right_left(labels), labels)
+    if labels.ndim == 4:
+        labels = warp(labels.float(), theta)
+        labels[:, 0] += 1.0 - labels.sum(dim=1)  # zero padding outside the slice is background
+        labels = torch.where(flip[:, None, None, None], labels[:, [0, 2, 1]], labels)
+        lung = labels[:, 1:].sum(dim=1, keepdim=True) > 0.5
+    else:
+        labels = warp(labels[:, None].float(), theta, mode="nearest")[:, 0].long()
+        labels = torch.where(flip[:, None, None], swap_right_left(labels), labels)
+        lung = labels[:, None] > 0
     noise = LUNG_NOISE_MEAN + LUNG_NOISE_STD * torch.randn(images.shape, generator=generator)
     noisy = (torch.rand(images.shape[0], generator=generator) < LUNG_NOISE_P).view(-1, 1, 1, 1)
-    images = images + LUNG_NOISE_SCALE * noise * ((labels[:, None] > 0) & noisy)
+    images = images + LUNG_NOISE_SCALE * noise * (lung & noisy)
     return images, labels
 
 
-def augment_classifier_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The seed's classifier augmentation: rotation, horizontal flip, crop."""
+def augment_classifier_batch(images: torch.Tensor, generator: torch.Generator,
+                             maps: torch.Tensor | None = None,
+                             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The seed's classifier augmentation: rotation, horizontal flip, crop.
+
+    With `maps` ((n, c, h, w) infection maps in the same frame as the images), the same
+    transform is applied to them and (images, maps) is returned.
+    """
     theta, _ = random_affines(images.shape[0], generator, scale=CLASSIFIER_CROP_SCALE,
                               max_rotation_deg=CLASSIFIER_MAX_ROTATION_DEG)
-    return warp(images.float(), theta)
+    warped = warp(images.float(), theta)
+    if maps is None:
+        return warped
+    return warped, warp(maps.float(), theta)

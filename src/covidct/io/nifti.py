@@ -115,11 +115,12 @@ def write_nifti(
                 f"Values {values.min()}..{values.max()} do not fit the NIfTI dtype {target}; "
                 "choose a wider dtype (e.g. float32)."
             )
-        data = values.astype(target)
+        data = values.astype(target, copy=False)
     else:
-        data = array.astype(target)
+        data = array.astype(target, copy=False)
     affine = nifti_affine(affine_lps)
-    img = nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0)), affine)
+    # (z, y, x) C-order transposed is (x, y, z) F-order, NIfTI's own layout: no copy.
+    img = nib.Nifti1Image(data.transpose(2, 1, 0), affine)
     img.header.set_data_dtype(target)
     img.header.set_xyzt_units("mm", "sec")
     img.set_sform(affine, code=1)

@@ -113,12 +113,17 @@ def write_card(spec: ModelSpec, path: str | Path) -> None:
 
 
 def list_specs(models_dir: str | Path | None = None) -> list[ModelSpec]:
-    """Every model card in a folder (default: the shipped weights)."""
+    """Every model card in a folder (default: the shipped weights).
+
+    A card is NAME.json beside NAME.safetensors; other JSON files (an evaluation report
+    written into the folder, say) are not cards and are skipped.
+    """
     folder = Path(models_dir) if models_dir is not None else default_weights_dir()
     if not folder.is_dir():
         raise ModelError(f"Models folder {folder} does not exist; pass a folder holding "
                          "NAME.safetensors + NAME.json pairs (as written by `covidct train`).")
-    return [read_card(p) for p in sorted(folder.glob("*" + CARD_SUFFIX))]
+    return [read_card(p) for p in sorted(folder.glob("*" + CARD_SUFFIX))
+            if p.with_suffix(".safetensors").is_file()]
 
 
 def find_spec(task: str, models_dir: str | Path | None = None,

@@ -4,6 +4,13 @@ Training crops each case's lung ROI with its reference lung mask (inference uses
 model's mask); loss: BCE-with-logits (positive class weighted by the class ratio); the
 seed's classifier augmentation (rotation, flip, crop); early stopping on the validation
 slice AUC. The slice and case thresholds are then calibrated on the validation cases.
+
+Where the training cases have infection masks, two auxiliary 1x1-conv heads on the 28x28
+and 14x14 stages (the Grad-CAM layers) learn the infection map during training only
+(`AUX_WEIGHT` x BCE against the pooled mask). The dense supervision lets a network trained
+from scratch on a CPU find small lesions in a few thousand steps (without it, the slice
+AUC stayed near 0.6 after 400 steps) and keeps those stages lesion-selective; the heads
+are dropped afterwards, so the shipped classifier is the seed's network.
 """
 
 from __future__ import annotations
@@ -39,16 +46,46 @@ PREPROCESSING = ("preprocess.lung_roi_box on the whole-case lung mask (one squar
                  "[-1000, 200], scaled to [0, 1], resized to 224x224; slices with >= 100 mm2 "
                  "of lung are classified")
 MAX_POS_WEIGHT = 10.0
+AUX_WEIGHT = 1.0
+
+
+class AuxiliaryHeads(nn.Module):
+    """Training-only: the classifier plus infection-map logits at its two Grad-CAM stages."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+        c28, c14 = classifier.stage_channels
+        self.map28 = nn.Conv2d(c28, 1, 1)
+        self.map14 = nn.Conv2d(c14, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feat28, feat14, logit = self.classifier.forward_stages(x)
+        return logit, self.map28(feat28)[:, 0], self.map14(feat14)[:, 0]
+
+
+def _map_loss(logits: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    target = F.adaptive_avg_pool2d(maps, logits.shape[-2:])[:, 0]
+    return F.binary_cross_entropy_with_logits(logits.float(), target.clamp(0, 1))
 
 
 def make_loss(pos_weight: float):
     weight = torch.tensor(pos_weight)
 
-    def classifier_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                        generator: torch.Generator) -> torch.Tensor:
-        logits = model(augment_classifier_batch(images, generator)).float()
-        return F.binary_cross_entropy_with_logits(logits, labels.float(),
+    def slice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(),
                                                   pos_weight=weight.to(logits.device))
+
+    def classifier_loss(model: nn.Module, images: torch.Tensor,
+                        targets: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                        generator: torch.Generator) -> torch.Tensor:
+        if not isinstance(model, AuxiliaryHeads):
+            return slice_loss(model(augment_classifier_batch(images, generator)), targets)
+        labels, maps = targets
+        images, maps = augment_classifier_batch(images, generator, maps)
+        logit, map28, map14 = model(images)
+        return slice_loss(logit, labels) + AUX_WEIGHT * (_map_loss(map28, maps)
+                                                         + _map_loss(map14, maps))
 
     return classifier_loss
 
@@ -103,11 +140,17 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
     model = build_network(options)
     bf16 = use_bf16(options.config.dtype, options.config.device)
     val_labels = val_set.targets.numpy().astype(bool)
+    aux = train_set.maps is not None
+    trained = AuxiliaryHeads(model) if aux else model
+    targets = (train_set.targets, train_set.maps) if aux else train_set.targets
+    logger.info("Auxiliary infection-map supervision: %s.",
+                "on" if aux else "off (not every training case has an infection mask)")
 
     def validate(net: nn.Module) -> float:
+        net = net.classifier if isinstance(net, AuxiliaryHeads) else net
         return roc_auc(predict_probs(net, val_set.images, bf16=bf16), val_labels)
 
-    result = fit(model, train_set.images, train_set.targets, make_loss(pos_weight), validate,
+    result = fit(trained, train_set.images, targets, make_loss(pos_weight), validate,
                  options.config, options.out, resume=options.resume, task="classifier",
                  metric_name="auc")
     probs = predict_probs(model, val_set.images, bf16=bf16)
@@ -117,7 +160,8 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
         preprocessing=PREPROCESSING,
         training=training_record(options, train, val, result)
         | {"train_slices": len(train_set), "train_positive_slices": int(positives),
-           "val_slices": len(val_set), "pos_weight": round(pos_weight, 3)},
+           "val_slices": len(val_set), "pos_weight": round(pos_weight, 3),
+           "auxiliary_infection_maps": aux},
         metrics={"validation_slice_auc": round(roc_auc(probs, val_labels), 4)},
         description="ResNet slice classifier: p(abnormal) per lung slice; the seed's head "
                     "(two dense layers, sigmoid applied at inference).",

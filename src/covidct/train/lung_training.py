@@ -1,8 +1,9 @@
 """`covidct train lung`: the U-Net lung segmentation (background, right lung, left lung).
 
-Loss: cross-entropy + soft Dice of the two lungs; the seed's lung augmentation
+Loss: cross-entropy + soft Dice of the two lungs against area-share targets (see
+`covidct.train.slices.lung_samples`); the seed's lung augmentation
 (`covidct.augment.augment_lung_batch`); early stopping on the mean right/left Dice of
-the validation cases' slices (at 224x224).
+the validation cases' slices (at 224x224, nearest labels).
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ PREPROCESSING = ("preprocess.lung_model_input: HU clipped to [-1000, 0], scaled 
 
 def lung_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
               generator: torch.Generator) -> torch.Tensor:
-    """CE + (1 - soft Dice of right and left lung), after augmentation."""
-    images, labels = augment_lung_batch(images, labels.long(), generator)
+    """CE + (1 - soft Dice of right and left lung), after augmentation.
+
+    `labels`: (n,H,W) class indices or (n,3,H,W) class shares (soft targets).
+    """
+    soft = labels.ndim == 4
+    images, labels = augment_lung_batch(images, labels if soft else labels.long(), generator)
     logits = model(images).float()
     ce = F.cross_entropy(logits, labels)
     prob = logits.softmax(dim=1)[:, 1:]
-    onehot = F.one_hot(labels, 3).permute(0, 3, 1, 2)[:, 1:].float()
+    onehot = labels[:, 1:] if soft else F.one_hot(labels, 3).permute(0, 3, 1, 2)[:, 1:].float()
     inter = (prob * onehot).sum(dim=(0, 2, 3))
     dice = (2 * inter + 1.0) / (prob.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3)) + 1.0)
     return ce + (1.0 - dice.mean())
@@ -68,7 +73,8 @@ def train_lung(options: TrainOptions) -> ModelSpec:
     train, val = split_train_val(options)
     progress = options.config.progress
     train_set = build_slice_set(train, "lung", max_slices=options.max_slices_per_case,
-                                progress=progress)
+                                progress=progress, soft_labels=True,
+                                empty_share=options.empty_slice_share)
     val_set = build_slice_set(val, "lung", max_slices=options.max_slices_per_case,
                               progress=progress)
     logger.info("Lung slices: %d training, %d validation.", len(train_set), len(val_set))
