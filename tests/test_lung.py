@@ -52,3 +52,20 @@ def test_postprocess_keeps_largest_fills_holes_and_reassigns_islands() -> None:
 
 def test_postprocess_empty() -> None:
     assert not postprocess_lung_mask(np.zeros((2, 8, 8), np.uint8)).any()
+
+
+def test_fill_holes_per_slice_matches_scipy_slice_by_slice() -> None:
+    from scipy import ndimage
+
+    from covidct.lung import fill_holes_per_slice
+
+    rng = np.random.default_rng(0)
+    mask = ndimage.binary_opening(rng.random((20, 64, 64)) > 0.5)
+    expected = np.stack([ndimage.binary_fill_holes(s) for s in mask])
+    assert (fill_holes_per_slice(mask) == expected).all()
+    ring = np.zeros((3, 32, 32), bool)
+    ring[:, 5:20, 5:20] = True
+    ring[:, 8:15, 8:15] = False
+    ring[1, 8:15, 5:8] = False  # slice 1: the ring opens to the outside, so no hole
+    filled = fill_holes_per_slice(ring)
+    assert filled[0, 10, 10] and filled[2, 10, 10] and not filled[1, 10, 10]

@@ -105,18 +105,33 @@ def _shipped_bundle():
         pytest.skip(f"shipped weights not available: {exc}")
 
 
-def test_shipped_models_measure_a_synthetic_covid_case():
-    """Known answer with the shipped weights: a synthetic COVID case (fixed seed) is
-    suspected and its infection volume is found within 50 % (the tolerance comes from
-    benchmarks/results/analyze_accuracy.json, whose median relative error it bounds with
-    margin; Grad-CAM is a weakly supervised localizer, not a segmenter)."""
+def test_shipped_models_measure_synthetic_cases():
+    """Known answers with the shipped weights on cases of known truth (fixed seeds).
+
+    Grad-CAM is a weakly supervised localizer, not a segmenter: on the fresh test set of
+    benchmarks/analyze_accuracy.py the infection volume is underestimated (median relative
+    error 0.62, Spearman 0.76 against the truth). So the volume is checked against bounds
+    that hold with margin there (between 10 % and 150 % of the truth), the ordering of a
+    mild and a severe case, and the lung against the true lung.
+    """
     from covidct.synth import SynthParams, generate_case
 
     bundle = _shipped_bundle()
-    synth = generate_case(31337, SynthParams(matrix=192, covid=True, severity=0.15,
-                                             slice_mm=3.0, findings=False))
-    result = analyze(synth.ct, AnalysisConfig(), bundle)
-    true_cm3 = synth.truth["infection_volume_cm3"]
-    assert result.decision.label == "covid-suspected"
-    assert dice(result.lung_mask > 0, synth.lung > 0) > 0.9
-    assert result.metrics.infection_volume_cm3 == pytest.approx(true_cm3, rel=0.5)
+    found, truth = [], []
+    for severity in (0.05, 0.35):
+        synth = generate_case(31337, SynthParams(matrix=192, covid=True, severity=severity,
+                                                 slice_mm=3.0, findings=False))
+        result = analyze(synth.ct, AnalysisConfig(), bundle)
+        true_cm3 = synth.truth["infection_volume_cm3"]
+        assert result.decision.label == "covid-suspected"
+        assert dice(result.lung_mask > 0, synth.lung > 0) > 0.9
+        assert 0.1 * true_cm3 < result.metrics.infection_volume_cm3 < 1.5 * true_cm3
+        assert not (result.infection_mask.astype(bool) & (result.lung_mask == 0)).any()
+        found.append(result.metrics.infection_volume_cm3)
+        truth.append(true_cm3)
+    assert truth[0] < truth[1] and found[0] < found[1]
+    negative = generate_case(31338, SynthParams(matrix=192, covid=False, slice_mm=3.0,
+                                                findings=False))
+    result = analyze(negative.ct, AnalysisConfig(), bundle)
+    assert result.decision.label == "not-suspected"
+    assert result.metrics.infection_volume_cm3 < 0.1 * min(truth)

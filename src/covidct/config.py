@@ -30,9 +30,9 @@ class AnalysisConfig:
         "help": "slices per model batch (memory vs speed)"})
     explain: str = field(default="positive", metadata={
         "help": "slices Grad-CAM explains: positive (the ones the scores use; fastest) or lung"})
-    heatmap_threshold: float = field(default=0.1, metadata={
+    heatmap_threshold: float = field(default=0.05, metadata={
         "help": "fused Grad-CAM value (0-1) above which a lung voxel is a lesion candidate"})
-    infection_sigma_mm: float = field(default=3.0, metadata={
+    infection_sigma_mm: float = field(default=2.0, metadata={
         "help": "sigma in mm of the 3D Gaussian that smooths the thresholded maps"})
     infection_smooth_threshold: float = field(default=0.5, metadata={
         "help": "smoothed-mask value (0-1) above which a voxel is infected"})

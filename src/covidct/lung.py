@@ -63,6 +63,30 @@ def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
     return slices
 
 
+def _mean_x(mask: np.ndarray) -> float:
+    """Mean x index of a (z, y, x) mask's voxels (without materialising their indices)."""
+    counts = mask.sum(axis=(0, 1), dtype=np.int64)
+    return float(np.dot(counts, np.arange(counts.size)) / max(int(counts.sum()), 1))
+
+
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """`ndimage.binary_fill_holes` on every (y, x) slice of a (z, y, x) mask, in one pass.
+
+    Background regions are labelled with an in-plane-only structure; those that do not
+    reach the slice's edge are holes. One 3D labelling replaces a call per slice (2.4 s
+    for 600 calls on a 300-slice 512x512 series; see benchmarks/analyze_speed.py).
+    """
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)
+    background, count = ndimage.label(~mask, structure)
+    outside = np.zeros(count + 1, dtype=bool)
+    for edge in (background[:, 0, :], background[:, -1, :], background[:, :, 0],
+                 background[:, :, -1]):
+        outside[edge] = True
+    outside[0] = True  # label 0 is the mask itself
+    return mask | ~outside[background]
+
+
 def postprocess_lung_mask(labels: np.ndarray) -> np.ndarray:
     """3D clean-up of a (z, y, x) right/left label map (see module docstring)."""
     out = np.zeros(labels.shape, dtype=np.uint8)
@@ -72,8 +96,9 @@ def postprocess_lung_mask(labels: np.ndarray) -> np.ndarray:
     sub = labels[region]
     components, count = ndimage.label(sub > 0)
     sizes = np.bincount(components.ravel())[1:]
-    keep = np.flatnonzero(sizes >= MIN_COMPONENT_SHARE * sizes.max()) + 1
-    lung = np.isin(components, keep)
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[1:] = sizes >= MIN_COMPONENT_SHARE * sizes.max()
+    lung = keep[components]
     result = np.zeros(sub.shape, dtype=np.uint8)
     main = {}
     for side in (RIGHT, LEFT):
@@ -83,18 +108,17 @@ def postprocess_lung_mask(labels: np.ndarray) -> np.ndarray:
             main[side] = side_components == int(np.argmax(side_sizes)) + 1
             result[main[side]] = side
     # Islands of either label outside the main components: give each to the nearer side.
-    islands, n = ndimage.label(lung & (result == 0))
+    leftover = lung & (result == 0)
+    islands, n = ndimage.label(leftover) if leftover.any() else (None, 0)
     if n and main:
-        centres = {s: np.mean(np.nonzero(m)[2]) for s, m in main.items()}
+        centres = {s: _mean_x(m) for s, m in main.items()}
         for index, obj in enumerate(ndimage.find_objects(islands), start=1):
             piece = islands[obj] == index
             x = obj[2].start + np.mean(np.nonzero(piece)[2])
             side = min(centres, key=lambda s: abs(centres[s] - x))
             result[obj][piece] = side
     for side in (RIGHT, LEFT):
-        for k in range(result.shape[0]):
-            filled = ndimage.binary_fill_holes(result[k] == side)
-            result[k][filled & (result[k] == 0)] = side
+        result[fill_holes_per_slice(result == side) & (result == 0)] = side
     out[region] = result
     return out
 

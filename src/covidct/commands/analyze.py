@@ -24,10 +24,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(AnalysisConfig):
         default = f.default if f.default is not MISSING else None
         kind = type(default) if default is not None else float
+        shown = "the model card's" if default is None else default
         kwargs: dict[str, Any] = {"type": kind, "default": None, "dest": f"cfg_{f.name}",
-                                  "help": f"{helps[f.name]} (default: {default})"}
+                                  "metavar": kind.__name__.upper(),
+                                  "help": f"{helps[f.name].split(' (default')[0]} "
+                                          f"(default: {shown})"}
         if f.name in ("precision", "explain"):
             kwargs["choices"] = PRECISIONS if f.name == "precision" else EXPLAIN
+            del kwargs["metavar"]
         group.add_argument(f"--{f.name.replace('_', '-')}", **kwargs)
 
 

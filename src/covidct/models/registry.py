@@ -167,7 +167,11 @@ def load_model(spec: ModelSpec, models_dir: str | Path | None = None,
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ModelError(f"Weights {path} do not load into {spec.arch} (width {spec.width}): "
                          f"{exc}") from exc
-    module.to(device).eval()
+    # channels_last: oneDNN's fast convolution layout; halves the lung network's bf16 time here
+    # (benchmarks/analyze_speed.py records the end-to-end effect).
+    import torch
+
+    module.to(device, memory_format=torch.channels_last).eval()
     logger.debug("Loaded %s (%s) from %s", spec.name, spec.arch, path)
     return LoadedModel(spec=spec, module=module, sha256=digest)
 
