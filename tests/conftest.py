@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,17 @@ import pytest
 
 from covidct.volume import Volume
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+def _real_data_dir() -> Path:
+    """$COVIDCT_REAL_DATA, else ../shared/data/real beside the checkout, else /work/shared."""
+    env = os.environ.get("COVIDCT_REAL_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2] / "shared" / "data" / "real",
+                   Path("/work/shared/data/real")]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+REAL_DATA = _real_data_dir()
 
 
 @pytest.fixture(scope="session")

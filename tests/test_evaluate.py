@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import REAL_DATA
 from covidct import cli
 from covidct.train import evaluate as evaluate_mod
 from covidct.train import predict as predict_mod
@@ -19,7 +20,7 @@ from covidct.train.predict import CasePrediction
 from covidct.volume import Volume
 
 SPACING = (10.0, 6.0, 6.0)  # dz, dy, dx: chest-sized lungs on a tiny grid
-REAL = Path("/work/shared/data/real/cip-copdgene-10002K")
+REAL = REAL_DATA / "cip-copdgene-10002K"
 
 
 def chest(infected: bool, peripheral: bool = False, depth: int = 8, size: int = 40
