@@ -7,7 +7,7 @@ than fp32 (see benchmarks/model_speed.py); elsewhere fp32 is used.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -54,3 +54,20 @@ def autocast(bf16: bool, device: torch.device | str = "cpu") -> Iterator[None]:
             yield
     else:
         yield
+
+
+def predict_in_batches(model: torch.nn.Module, images: torch.Tensor,
+                       reduce: Callable[[torch.Tensor], torch.Tensor], *,
+                       batch_size: int = 32, bf16: bool = False) -> torch.Tensor:
+    """`reduce(model(batch))` over `images` in batches, without gradients, concatenated on CPU.
+
+    The model's output is cast to float32 before `reduce` (e.g. a sigmoid or an arg-max).
+    """
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            with autocast(bf16, device):
+                output = model(images[start:start + batch_size].float().to(device))
+            out.append(reduce(output.float()).cpu())
+    return torch.cat(out)

@@ -32,7 +32,7 @@ from covidct.models.registry import (
     load_model,
     save_model,
 )
-from covidct.models.runtime import autocast, use_bf16
+from covidct.models.runtime import predict_in_batches, use_bf16
 from covidct.preprocess import CLASSIFIER_HU_WINDOW, MODEL_INPUT_SIZE
 from covidct.train.calibrate import calibrate_models, calibrate_thresholds
 from covidct.train.loop import TrainOptions, build_network, fit, split_train_val, training_record
@@ -92,14 +92,8 @@ def make_loss(pos_weight: float):
 
 def predict_probs(model: nn.Module, images: torch.Tensor, batch_size: int = 64,
                   bf16: bool = False) -> np.ndarray:
-    device = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            with autocast(bf16, device):
-                logits = model(images[start:start + batch_size].float().to(device))
-            out.append(torch.sigmoid(logits.float()).cpu().numpy())
-    return np.concatenate(out)
+    return predict_in_batches(model, images, torch.sigmoid, batch_size=batch_size,
+                              bf16=bf16).numpy()
 
 
 def calibrate(model: nn.Module, spec: ModelSpec, options: TrainOptions, val: list,

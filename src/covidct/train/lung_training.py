@@ -16,7 +16,7 @@ from torch import nn
 
 from covidct.augment import augment_lung_batch
 from covidct.models.registry import ModelSpec, save_model
-from covidct.models.runtime import autocast, use_bf16
+from covidct.models.runtime import predict_in_batches, use_bf16
 from covidct.preprocess import LUNG_HU_WINDOW, MODEL_INPUT_SIZE
 from covidct.train.loop import TrainOptions, build_network, fit, split_train_val, training_record
 from covidct.train.slices import build_slice_set
@@ -47,14 +47,8 @@ def lung_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 32,
                    bf16: bool = False) -> torch.Tensor:
-    device = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            with autocast(bf16, device):
-                logits = model(images[start:start + batch_size].float().to(device))
-            out.append(logits.float().argmax(dim=1).to(torch.uint8).cpu())
-    return torch.cat(out)
+    return predict_in_batches(model, images, lambda logits: logits.argmax(dim=1).to(torch.uint8),
+                              batch_size=batch_size, bf16=bf16)
 
 
 def lung_dice(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
