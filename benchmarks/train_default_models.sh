@@ -59,6 +59,11 @@ if [[ $stage == classifier || $stage == all ]]; then
   run classifier $COVIDCT -v train classifier --data "$WORK/train" --out "$MODELS" \
       --arch resnet18 --width 0.5 --epochs 24 --steps-per-epoch 150 --batch-size 16 \
       --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --no-progress
+  # The validation AUC was still rising at epoch 24: 10 more epochs (the cosine schedule
+  # continues over 34); the best validation epoch (34, AUC 0.9723 vs 0.9707) is shipped.
+  run classifier $COVIDCT -v train classifier --data "$WORK/train" --out "$MODELS" \
+      --arch resnet18 --width 0.5 --epochs 34 --steps-per-epoch 150 --batch-size 16 \
+      --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --resume --no-progress
 fi
 if [[ $stage == calibrate || $stage == all ]]; then
   : > "$RESULTS/train_calibrate.txt"
