@@ -73,8 +73,8 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     """`ndimage.binary_fill_holes` on every (y, x) slice of a (z, y, x) mask, in one pass.
 
     Background regions are labelled with an in-plane-only structure; those that do not
-    reach the slice's edge are holes. One 3D labelling replaces a call per slice (2.4 s
-    for 600 calls on a 300-slice 512x512 series; see benchmarks/analyze_speed.py).
+    reach the slice's edge are holes. One 3D labelling replaces a call per slice (about
+    twice as fast; benchmarks/results/lung_stage_checks.txt).
     """
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = ndimage.generate_binary_structure(2, 1)

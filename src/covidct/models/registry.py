@@ -167,8 +167,8 @@ def load_model(spec: ModelSpec, models_dir: str | Path | None = None,
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ModelError(f"Weights {path} do not load into {spec.arch} (width {spec.width}): "
                          f"{exc}") from exc
-    # channels_last: oneDNN's fast convolution layout; halves the lung network's bf16 time here
-    # (benchmarks/analyze_speed.py records the end-to-end effect).
+    # channels_last: oneDNN's fast convolution layout; 1.5-1.9x faster lung-network bf16
+    # inference here (benchmarks/results/lung_stage_checks.txt).
     import torch
 
     module.to(device, memory_format=torch.channels_last).eval()

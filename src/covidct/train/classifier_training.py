@@ -8,9 +8,11 @@ slice AUC. The slice and case thresholds are then calibrated on the validation c
 Where the training cases have infection masks, two auxiliary 1x1-conv heads on the 28x28
 and 14x14 stages (the Grad-CAM layers) learn the infection map during training only
 (`AUX_WEIGHT` x BCE against the pooled mask). The dense supervision lets a network trained
-from scratch on a CPU find small lesions in a few thousand steps (without it, the slice
-AUC stayed near 0.6 after 400 steps) and keeps those stages lesion-selective; the heads
-are dropped afterwards, so the shipped classifier is the seed's network.
+from scratch on a CPU find small lesions in a few thousand steps (without it, validation
+slice AUC stayed at 0.38-0.62 over the 5 epochs of the first shipped run, recorded in
+benchmarks/results/train_classifier.txt at commit b26d60a) and keeps those stages
+lesion-selective; the heads are dropped afterwards, so the shipped classifier is the seed's
+network.
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def lung_samples(case: LoadedCase, max_slices: int | None = None,
     Labels: (n,size,size) uint8 (nearest), or with `soft` (n,3,size,size) float16 shares of
     background / right / left per pixel (area-averaged): trained on those, the network
     places the lung boundary between its 224-grid pixels, which the bilinear resize back
-    to a 512 grid keeps (a perfect nearest-label prediction caps lung Dice near 0.98 on
-    512x512 slices; area shares, near 0.997).
+    to a 512 grid keeps (a perfect nearest-label prediction caps lung Dice near 0.976 on
+    512x512 slices; area shares, near 0.997: benchmarks/results/lung_stage_checks.txt).
     """
     if case.lung is None:
         raise DataError(f"Case {case.case_id} has no lung mask; lung training needs one.")
