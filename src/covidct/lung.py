@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import cc3d
+import fill_voids
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,13 +56,21 @@ def logits_to_labels(logits: torch.Tensor, shape_yx: tuple[int, int]) -> np.ndar
     side_score = logits[:, 1] - logits[:, 2]
     scores = F.interpolate(torch.stack([lung_score, side_score], dim=1), size=shape_yx,
                            mode="bilinear", align_corners=False)
-    labels = torch.where(scores[:, 1] > 0, RIGHT, LEFT) * (scores[:, 0] > 0)
-    return labels.to(torch.uint8).cpu().numpy()
+    # uint8 arithmetic: LEFT - (right wins) is RIGHT or LEFT; torch.where with Python ints
+    # makes int64 tensors and took 10x longer.
+    is_lung = (scores[:, 0] > 0).to(torch.uint8)
+    side = LEFT - (scores[:, 1] > 0).to(torch.uint8)
+    return (is_lung * side).cpu().numpy()
 
 
 def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
-    slices = ndimage.find_objects(mask.astype(np.uint8))[0]
-    return slices
+    """Bounding box of a non-empty (z, y, x) mask, from its three axis projections."""
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)
 
 
 def _mean_x(mask: np.ndarray) -> float:
@@ -70,49 +80,54 @@ def _mean_x(mask: np.ndarray) -> float:
 
 
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """`ndimage.binary_fill_holes` on every (y, x) slice of a (z, y, x) mask, in one pass.
+    """Holes filled on every (y, x) slice of a (z, y, x) mask (2D, as binary_fill_holes).
 
-    Background regions are labelled with an in-plane-only structure; those that do not
-    reach the slice's edge are holes. One 3D labelling replaces a call per slice (about
-    twice as fast; benchmarks/results/lung_stage_checks.txt).
+    fill_voids per slice: about 10x faster than scipy's binary_fill_holes per slice, same
+    masks (benchmarks/results/lung_stage_checks.txt).
     """
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = ndimage.generate_binary_structure(2, 1)
-    background, count = ndimage.label(~mask, structure)
-    outside = np.zeros(count + 1, dtype=bool)
-    for edge in (background[:, 0, :], background[:, -1, :], background[:, :, 0],
-                 background[:, :, -1]):
-        outside[edge] = True
-    outside[0] = True  # label 0 is the mask itself
-    return mask | ~outside[background]
+    out = mask.copy()
+    for z in np.flatnonzero(mask.any(axis=(1, 2))):
+        out[z] = fill_voids.fill(mask[z], in_place=False)
+    return out
+
+
+def _components_at_least(mask: np.ndarray, share: float) -> np.ndarray:
+    """The 6-connected components of `mask` with at least `share` of the largest's voxels."""
+    components, count = cc3d.connected_components(mask, connectivity=6, return_N=True)
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[1:] = sizes[1:] >= share * sizes[1:].max()
+    return keep[components]
 
 
 def postprocess_lung_mask(labels: np.ndarray) -> np.ndarray:
-    """3D clean-up of a (z, y, x) right/left label map (see module docstring)."""
+    """3D clean-up of a (z, y, x) right/left label map (see module docstring).
+
+    Connected components come from cc3d (6-connectivity, as scipy's default): with
+    fill_voids, 4-6x faster than the scipy.ndimage version, same masks
+    (benchmarks/results/lung_stage_checks.txt).
+    """
     out = np.zeros(labels.shape, dtype=np.uint8)
     if not labels.any():
         return out
     region = _bbox(labels > 0)
     sub = labels[region]
-    components, count = ndimage.label(sub > 0)
-    sizes = np.bincount(components.ravel())[1:]
-    keep = np.zeros(count + 1, dtype=bool)
-    keep[1:] = sizes >= MIN_COMPONENT_SHARE * sizes.max()
-    lung = keep[components]
+    lung = _components_at_least(sub > 0, MIN_COMPONENT_SHARE)
     result = np.zeros(sub.shape, dtype=np.uint8)
     main = {}
     for side in (RIGHT, LEFT):
-        side_components, n = ndimage.label((sub == side) & lung)
-        if n:
-            side_sizes = np.bincount(side_components.ravel())[1:]
-            main[side] = side_components == int(np.argmax(side_sizes)) + 1
+        side_mask = (sub == side) & lung
+        if side_mask.any():
+            main[side] = cc3d.largest_k(side_mask, k=1, connectivity=6) > 0
             result[main[side]] = side
     # Islands of either label outside the main components: give each to the nearer side.
     leftover = lung & (result == 0)
-    islands, n = ndimage.label(leftover) if leftover.any() else (None, 0)
-    if n and main:
+    if leftover.any() and main:
+        islands = cc3d.connected_components(leftover, connectivity=6)
         centres = {s: _mean_x(m) for s, m in main.items()}
         for index, obj in enumerate(ndimage.find_objects(islands), start=1):
+            if obj is None:
+                continue
             piece = islands[obj] == index
             x = obj[2].start + np.mean(np.nonzero(piece)[2])
             side = min(centres, key=lambda s: abs(centres[s] - x))

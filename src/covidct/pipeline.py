@@ -34,8 +34,9 @@ class CaseResult:
     volume: Volume
     config: AnalysisConfig          # resolved: thresholds filled in from the model cards
     lung_mask: np.ndarray           # uint8, 1 right, 2 left
-    heatmap: np.ndarray             # float32 in [0, 1]: fused Grad-CAM x slice probability on
-                                    # the explained slices (config.explain), else 0
+    heatmap: np.ndarray             # float32 in [0, 1]: fused Grad-CAM x slice probability
+                                    # inside the lung on the explained slices
+                                    # (config.explain), else 0
     infection_mask: np.ndarray      # uint8 0/1
     prob: np.ndarray                # (z,) p(abnormal); 0 where a slice has no lung
     has_lung: np.ndarray            # (z,) bool
@@ -66,11 +67,14 @@ def _model_info(loaded: Any) -> dict[str, Any]:
     return {"name": spec.name, "arch": getattr(spec, "arch", None), "sha256": loaded.sha256}
 
 
-def localization_maps(volume: Volume, prob: np.ndarray, explained: np.ndarray,
-                      box: CropBox | None, classifier: Any, config: AnalysisConfig) -> np.ndarray:
+def localization_maps(volume: Volume, lung_mask: np.ndarray, prob: np.ndarray,
+                      explained: np.ndarray, box: CropBox | None, classifier: Any,
+                      config: AnalysisConfig) -> np.ndarray:
     """The fused Grad-CAM of the given slices, weighted by their probability, on the input grid.
 
-    Maps share one scale per case (see covidct.gradcam); other slices stay 0.
+    Maps share one scale per case (see covidct.gradcam); other slices, and voxels outside the
+    lung, stay 0: every measure uses the map inside the lung only, and the zeros make
+    heatmap.nii.gz several times smaller and faster to write.
     """
     heatmap = np.zeros(volume.shape, dtype=np.float32)
     zs = np.flatnonzero(explained)
@@ -88,6 +92,7 @@ def localization_maps(volume: Volume, prob: np.ndarray, explained: np.ndarray,
     for start in range(0, zs.size, config.batch_size):  # chunks bound the temporaries
         chunk = zs[start:start + config.batch_size]
         heatmap[chunk] = paste_back(fused[start:start + chunk.size], box, shape_yx)
+        heatmap[chunk] *= lung_mask[chunk] > 0
     np.clip(heatmap, 0.0, 1.0, out=heatmap)
     return heatmap
 
@@ -128,7 +133,7 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
 
     with _stage(STAGES[2], timings, progress):
         explained = positive if config.explain == "positive" else has_lung
-        heatmap = localization_maps(volume, prob, explained, box,
+        heatmap = localization_maps(volume, lung_mask, prob, explained, box,
                                     bundle.classifier, config)
 
     with _stage(STAGES[3], timings, progress):

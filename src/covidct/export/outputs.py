@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +37,29 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = {**(timings_s or {}), **result.timings_s}
     outputs: dict[str, Any] = {"result_json": "result.json"}
-    config = result.config
 
-    def step(name: str, fn: Callable[[], Any]) -> Any:
-        if progress is not None:
-            progress(name)
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         value = fn()
         timings[f"export_{name.replace(' ', '_')}"] = round(time.perf_counter() - start, 3)
         return value
 
-    outputs.update(step("nifti", lambda: write_nifti_outputs(result, out_dir)))
-    outputs["overlays"] = step("overlays",
-                               lambda: write_overlays(result, out_dir, config.overlay_count))
-    step("render 3d", lambda: render_3d(result, out_dir / "render_3d.png",
-                                        voxel_mm=config.render_voxel_mm))
-    outputs["render_3d"] = "render_3d.png"
-    step("slice profile", lambda: render_profile(result, out_dir / "slice_profile.png"))
-    outputs["slice_profile"] = "slice_profile.png"
+    def step(name: str, fn: Callable[[], Any]) -> Any:
+        if progress is not None:
+            progress(name)
+        return timed(name, fn)
+
+    # The NIfTI files (gzip, which releases the GIL) are written on another thread while
+    # matplotlib draws the pictures; their time is recorded as the writer's own duration.
+    if progress is not None:
+        progress("nifti")
+    with ThreadPoolExecutor(max_workers=1) as background:
+        nifti = background.submit(timed, "nifti", lambda: write_nifti_outputs(result, out_dir))
+        _write_pictures(result, out_dir, outputs, step)
+        outputs.update(nifti.result())
     if report:
         outputs["report"] = "report.html"
+
     def total() -> float:
         if started is not None:
             return round(time.perf_counter() - started, 3)
@@ -69,3 +73,15 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
         doc["timings_s"] = timings
     write_result_json(doc, out_dir / "result.json")
     return doc
+
+
+def _write_pictures(result: CaseResult, out_dir: Path, outputs: dict[str, Any],
+                    step: Callable[[str, Callable[[], Any]], Any]) -> None:
+    config = result.config
+    outputs["overlays"] = step("overlays",
+                               lambda: write_overlays(result, out_dir, config.overlay_count))
+    step("render 3d", lambda: render_3d(result, out_dir / "render_3d.png",
+                                        voxel_mm=config.render_voxel_mm))
+    outputs["render_3d"] = "render_3d.png"
+    step("slice profile", lambda: render_profile(result, out_dir / "slice_profile.png"))
+    outputs["slice_profile"] = "slice_profile.png"
