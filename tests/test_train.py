@@ -93,6 +93,31 @@ def test_tiny_unet_overfits_and_resumes(tmp_path: Path) -> None:
     assert again.best_metric >= result.best_metric
 
 
+
+def test_resume_on_other_validation_cases_rescores_the_best_state(tmp_path: Path) -> None:
+    """A best score from one validation set is never compared with scores from another."""
+    images, labels = _tiny_lung_data()
+    config = TrainConfig(epochs=2, batch_size=4, lr=1e-2, steps_per_epoch=4, progress=False,
+                         dtype="fp32", patience=10)
+    torch.manual_seed(0)
+    first = fit(create_model("unet_vgg11", width=0.125), images, labels, lung_loss,
+                lambda net: 0.9, config, tmp_path, val_key="a,b")
+    assert first.best_metric == 0.9 and first.best_epoch == 1
+    scores = iter([0.2, 0.3])  # re-scored best state, then the resumed epoch 3
+    more = TrainConfig(epochs=3, batch_size=4, lr=1e-2, steps_per_epoch=4, progress=False,
+                       dtype="fp32", patience=10)
+    again = fit(create_model("unet_vgg11", width=0.125), images, labels, lung_loss,
+                lambda net: next(scores), more, tmp_path, resume=True, val_key="c,d")
+    # On the new cases the old best scores 0.2, so epoch 3 (0.3) is the best, not epoch 1.
+    assert again.best_epoch == 3 and again.best_metric == 0.3 and again.resumed_at_epoch == 3
+    # Same validation set: the stored best (0.3) stands and no re-scoring happens.
+    same = TrainConfig(epochs=4, batch_size=4, lr=1e-2, steps_per_epoch=4, progress=False,
+                       dtype="fp32", patience=10)
+    last = fit(create_model("unet_vgg11", width=0.125), images, labels, lung_loss,
+               lambda net: 0.25, same, tmp_path, resume=True, val_key="c,d")
+    assert last.best_epoch == 3 and last.best_metric == 0.3
+
+
 def test_train_commands_end_to_end(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "data", n_cases=6)
     out = tmp_path / "models"

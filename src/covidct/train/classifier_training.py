@@ -37,7 +37,14 @@ from covidct.models.registry import (
 from covidct.models.runtime import predict_in_batches, use_bf16
 from covidct.preprocess import CLASSIFIER_HU_WINDOW, MODEL_INPUT_SIZE
 from covidct.train.calibrate import calibrate_models, calibrate_thresholds
-from covidct.train.loop import TrainOptions, build_network, fit, split_train_val, training_record
+from covidct.train.loop import (
+    TrainOptions,
+    build_network,
+    fit,
+    split_train_val,
+    training_record,
+    validation_key,
+)
 from covidct.train.metrics import roc_auc
 from covidct.train.slices import SliceSet, build_slice_set
 
@@ -148,6 +155,7 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
 
     result = fit(trained, train_set.images, targets, make_loss(pos_weight), validate,
                  options.config, options.out, resume=options.resume, task="classifier",
+                 val_key=validation_key(val),
                  metric_name="auc")
     probs = predict_probs(model, val_set.images, bf16=bf16)
     spec = ModelSpec(

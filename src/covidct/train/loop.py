@@ -64,6 +64,7 @@ class FitResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     bf16: bool = False
+    resumed_at_epoch: int | None = None  # first epoch this run trained, when resumed
 
 
 def seed_everything(seed: int) -> None:
@@ -95,13 +96,27 @@ def _take(targets: torch.Tensor | tuple[torch.Tensor, ...], idx: torch.Tensor,
     return targets[idx].to(device)
 
 
+def _rescore(model: nn.Module, state: dict[str, torch.Tensor], val_fn: ValFn) -> float:
+    """`val_fn` of `state`, leaving the model's own state as it was."""
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        score = float(val_fn(model))
+    model.load_state_dict(current)
+    return score
+
+
 def fit(model: nn.Module, images: torch.Tensor,
         targets: torch.Tensor | tuple[torch.Tensor, ...], loss_fn: LossFn,
         val_fn: ValFn, config: TrainConfig, out_dir: Path, *, resume: bool = False,
-        metric_name: str = "metric", task: str = "model") -> FitResult:
+        metric_name: str = "metric", task: str = "model", val_key: str = "") -> FitResult:
     """Train `model` in place on (images, targets); on return it holds the best state.
 
-    `targets` is a tensor or a tuple of tensors indexed alike (sample first).
+    `targets` is a tensor or a tuple of tensors indexed alike (sample first). `val_key`
+    names the validation set (e.g. its case ids): when a resumed checkpoint was validated
+    on another set, its best state is re-scored on this one, so that the scores compared
+    for early stopping and for the kept state come from one validation set.
     """
     n = int(images.shape[0])
     if n == 0:
@@ -132,6 +147,11 @@ def fit(model: nn.Module, images: torch.Tensor,
         generator.set_state(ckpt["rng"]["generator"])
         start_epoch, best, best_epoch = ckpt["epoch"] + 1, ckpt["best"], ckpt["best_epoch"]
         stale, history, best_state = ckpt["stale"], ckpt["history"], ckpt["best_state"]
+        if ckpt.get("val_key", "") != val_key:
+            best, stale = _rescore(model, best_state, val_fn), 0
+            logger.warning("--resume: the checkpoint was validated on other cases; its best "
+                           "state (epoch %d) scores %s %.4f on these.", best_epoch,
+                           metric_name, best)
         logger.info("Resumed from %s at epoch %d (best %s %.4f).", ckpt_path, start_epoch,
                     metric_name, best)
     started = time.perf_counter()
@@ -173,13 +193,14 @@ def fit(model: nn.Module, images: torch.Tensor,
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "rng": _rng_state(generator),
                     "epoch": epoch, "best": best, "best_epoch": best_epoch, "stale": stale,
-                    "history": history, "best_state": best_state,
+                    "history": history, "best_state": best_state, "val_key": val_key,
                     "config": asdict(config)}, ckpt_path)
     model.load_state_dict(best_state)
     model.to(memory_format=torch.contiguous_format)
     model.eval()
     return FitResult(best_metric=best, best_epoch=best_epoch, epochs_run=epoch + 1,
-                     seconds=time.perf_counter() - started, history=history, bf16=bf16)
+                     seconds=time.perf_counter() - started, history=history, bf16=bf16,
+                     resumed_at_epoch=start_epoch + 1 if resume else None)
 
 
 # --- shared by covidct.train.lung_training and covidct.train.classifier_training ---
@@ -221,6 +242,11 @@ def split_train_val(options: TrainOptions) -> tuple[list[CaseRecord], list[CaseR
     return train, val
 
 
+def validation_key(val: list[CaseRecord]) -> str:
+    """Names a validation split for `fit(val_key=...)`: its sorted case ids."""
+    return ",".join(sorted(r.case_id for r in val))
+
+
 def build_network(options: TrainOptions) -> nn.Module:
     model = create_model(options.arch, width=options.width)
     if options.pretrained is not None:
@@ -240,6 +266,9 @@ def training_record(options: TrainOptions, train: list[CaseRecord], val: list[Ca
         "seed": options.config.seed,
         "epochs_run": getattr(fit_result, "epochs_run", None),
         "best_epoch": getattr(fit_result, "best_epoch", None),
+        # when resumed: a best_epoch before this one means the weights are the earlier run's
+        # (trained on the data that run named), not this run's
+        "resumed_at_epoch": getattr(fit_result, "resumed_at_epoch", None),
         "seconds": round(float(getattr(fit_result, "seconds", 0.0)), 1),
         "bf16_autocast": getattr(fit_result, "bf16", None),
         "pretrained": str(options.pretrained) if options.pretrained else None,

@@ -18,7 +18,14 @@ from covidct.augment import augment_lung_batch
 from covidct.models.registry import ModelSpec, save_model
 from covidct.models.runtime import predict_in_batches, use_bf16
 from covidct.preprocess import LUNG_HU_WINDOW, MODEL_INPUT_SIZE
-from covidct.train.loop import TrainOptions, build_network, fit, split_train_val, training_record
+from covidct.train.loop import (
+    TrainOptions,
+    build_network,
+    fit,
+    split_train_val,
+    training_record,
+    validation_key,
+)
 from covidct.train.slices import build_slice_set
 
 logger = logging.getLogger(__name__)
@@ -81,6 +88,7 @@ def train_lung(options: TrainOptions) -> ModelSpec:
 
     result = fit(model, train_set.images, train_set.targets, lung_loss, validate,
                  options.config, options.out, resume=options.resume, task="lung",
+                 val_key=validation_key(val),
                  metric_name="dice")
     final = lung_dice(predict_labels(model, val_set.images, bf16=bf16), val_set.targets)
     spec = ModelSpec(

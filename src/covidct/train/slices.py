@@ -24,6 +24,7 @@ from covidct.classify import lung_slice_flags
 from covidct.errors import DataError
 from covidct.preprocess import (
     MODEL_INPUT_SIZE,
+    CropBox,
     classifier_input,
     crop_slices,
     lung_model_input,
@@ -98,13 +99,18 @@ def case_slice_labels(case: LoadedCase) -> np.ndarray | None:
     return None
 
 
+Selection = tuple[np.ndarray | None, CropBox | None]  # (slice indices picked, ROI box)
+
+
 def classifier_samples(case: LoadedCase, lung: np.ndarray | None = None,
                        max_slices: int | None = None, size: int = MODEL_INPUT_SIZE,
+                       selection: Selection | None = None,
                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(images (n,1,size,size) float16, labels (n,) float32) of the lung slices of one case.
 
     `lung` defaults to the case's reference lung mask (training); pass a predicted mask
-    to reproduce inference exactly. None when the case has no lung or no slice labels.
+    to reproduce inference exactly. `selection`: `classifier_selection` of that mask, when
+    the caller already has it. None when the case has no lung or no slice labels.
     """
     lung = case.lung if lung is None else lung
     labels = case_slice_labels(case)
@@ -112,14 +118,15 @@ def classifier_samples(case: LoadedCase, lung: np.ndarray | None = None,
         logger.warning("Case %s skipped: no %s.", case.case_id,
                        "lung mask" if lung is None else "slice labels")
         return None
-    picked, box = _classifier_slices(case, lung, max_slices)
+    picked, box = selection or classifier_selection(case, lung, max_slices)
     if picked is None:
         return None
     images = classifier_input(case.volume.hu[picked], box, size=size).half()
     return images, torch.as_tensor(labels[picked], dtype=torch.float32)
 
 
-def _classifier_slices(case: LoadedCase, lung: np.ndarray, max_slices: int | None):
+def classifier_selection(case: LoadedCase, lung: np.ndarray, max_slices: int | None,
+                         ) -> Selection:
     """(indices of the lung slices picked, ROI box), or (None, None) without lung."""
     spacing = case.volume.spacing_mm
     box = lung_roi_box(lung, (spacing[1], spacing[2]))
@@ -130,7 +137,8 @@ def _classifier_slices(case: LoadedCase, lung: np.ndarray, max_slices: int | Non
 
 
 def infection_maps(case: LoadedCase, max_slices: int | None = None,
-                   size: int = INFECTION_MAP_SIZE) -> torch.Tensor | None:
+                   size: int = INFECTION_MAP_SIZE, selection: Selection | None = None,
+                   ) -> torch.Tensor | None:
     """(n, 1, size, size) float16 share of each pixel that is infection, for the same slices
     and crop as `classifier_samples` (reference lung mask); None without an infection mask
     (a negative case without one has an empty map)."""
@@ -141,7 +149,7 @@ def infection_maps(case: LoadedCase, max_slices: int | None = None,
         if case.label != "negative":
             return None
         infection = np.zeros(case.lung.shape, dtype=np.uint8)
-    picked, box = _classifier_slices(case, case.lung, max_slices)
+    picked, box = selection or classifier_selection(case, case.lung, max_slices)
     if picked is None:
         return None
     crop = crop_slices((np.asarray(infection[picked]) > 0).astype(np.float32), box, fill=0.0)
@@ -156,10 +164,13 @@ def build_slice_set(records: Sequence[CaseRecord], task: str, *, max_slices: int
     images, targets, owners, ids, maps = [], [], [], [], []
     for record in tqdm(records, desc=f"{task} slices", disable=not progress, leave=False):
         case = loader(record)
+        selection = None
         if task == "lung":
             sample = lung_samples(case, max_slices, soft=soft_labels, empty_share=empty_share)
-        else:
-            sample = classifier_samples(case, max_slices=max_slices)
+        else:  # one ROI box and slice pick for the images and the infection maps
+            if case.lung is not None:
+                selection = classifier_selection(case, case.lung, max_slices)
+            sample = classifier_samples(case, max_slices=max_slices, selection=selection)
         if sample is None or sample[0].shape[0] == 0:
             continue
         owners.append(np.full(sample[0].shape[0], len(ids)))
@@ -167,7 +178,7 @@ def build_slice_set(records: Sequence[CaseRecord], task: str, *, max_slices: int
         images.append(sample[0])
         targets.append(sample[1])
         if task == "classifier":
-            maps.append(infection_maps(case, max_slices))
+            maps.append(infection_maps(case, max_slices, selection=selection))
     if not images:
         raise DataError(f"No usable {task} training slices in {len(records)} cases "
                         "(lung masks and slice labels or infection masks are needed).")
