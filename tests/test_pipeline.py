@@ -37,6 +37,8 @@ def test_arrays_are_on_the_input_grid(covid_result):
     assert result.heatmap.dtype == np.float32
     assert 0.0 <= result.heatmap.min() and result.heatmap.max() <= 1.0
     assert not result.heatmap[~result.has_lung].any()  # only lung slices are explained
+    assert not result.heatmap[result.lung_mask == 0].any()  # and only inside the lung
+    assert result.heatmap[result.lung_mask > 0].any()
     assert dice(result.lung_mask == 1, lung == 1) > 0.98
 
 
