@@ -35,10 +35,24 @@ if [[ $stage == corpus || $stage == all ]]; then
   # peripheral consolidations: Dice 0.83 on a test case with 49 % involvement).
   run corpus $COVIDCT synth "$WORK/train_severe" --cases 24 --seed 1001 --matrix 256 \
       --slice-mm 2 5 --noise-hu 8 50 --covid-fraction 1 --severity 0.15 0.6 --workers 2 --quiet
-  mkdir -p "$WORK/train_lung"
-  for d in "$WORK"/train/case_*; do ln -sfn "$d" "$WORK/train_lung/$(basename "$d")"; done
+  run corpus $COVIDCT synth "$WORK/train_severe2" --cases 32 --seed 1002 --matrix 256 \
+      --slice-mm 1.5 5 --noise-hu 8 50 --covid-fraction 1 --severity 0.3 0.7 --workers 2 --quiet
+  # Mild cases (0.15-3 % of the lung) for the classifier: slices near the positive-slice rule.
+  run corpus $COVIDCT synth "$WORK/train_mild" --cases 48 --seed 1003 --matrix 256 \
+      --slice-mm 2 5 --noise-hu 8 50 --severity 0.0015 0.03 --workers 2 --quiet
+  # Calibration corpus (thresholds and the choice between model versions; never trained on).
+  run corpus $COVIDCT synth "$WORK/calibrate" --cases 40 --seed 3000 --matrix 256 \
+      --slice-mm 2 5 --noise-hu 8 50 --workers 2 --quiet
+  mkdir -p "$WORK/train_lung2" "$WORK/train_cls2"
+  for d in "$WORK"/train/case_*; do
+    ln -sfn "$d" "$WORK/train_lung2/$(basename "$d")"
+    ln -sfn "$d" "$WORK/train_cls2/$(basename "$d")"; done
   for d in "$WORK"/train_severe/case_*; do
-    ln -sfn "$d" "$WORK/train_lung/severe_$(basename "$d")"; done
+    ln -sfn "$d" "$WORK/train_lung2/severe_$(basename "$d")"; done
+  for d in "$WORK"/train_severe2/case_*; do
+    ln -sfn "$d" "$WORK/train_lung2/severe2_$(basename "$d")"; done
+  for d in "$WORK"/train_mild/case_*; do
+    ln -sfn "$d" "$WORK/train_cls2/mild_$(basename "$d")"; done
 fi
 MODELS="$WORK/final"
 # The lung and classifier runs are independent (one checkpoint per task) and ran side by
@@ -46,41 +60,54 @@ MODELS="$WORK/final"
 # calibrated with the final lung model.
 if [[ $stage == lung || $stage == all ]]; then
   : > "$RESULTS/train_lung.txt"
-  run lung $COVIDCT -v train lung --data "$WORK/train_lung" --out "$MODELS" \
-      --arch unet_vgg16 --width 0.125 --epochs 12 --steps-per-epoch 150 --batch-size 12 \
-      --lr 3e-3 --seed 0 --slices-per-case 32 --patience 5 --no-progress
-  # Tried and not kept: resuming this run (--resume --epochs 20) on 32 severer cases more
-  # (seed 1002, severity 0.3-0.7) with --empty-slices 0.3. On the redrawn validation split
-  # its epochs scored 0.940-0.950 against 0.951 for this run's weights, so the loop kept
-  # these (the second run in train_lung.txt; its weights are these, sha256 609fd399...).
+  # Version 2 (shipped): from scratch on 184 cases (the severe sets included) with 30 %
+  # slices without lung (version 1 drew lung above the apices), 20 epochs, one thread
+  # (it ran beside the classifier run).
+  OMP_NUM_THREADS=1 run lung $COVIDCT -v train lung --data "$WORK/train_lung2" --out "$MODELS" \
+      --arch unet_vgg16 --width 0.125 --epochs 20 --steps-per-epoch 150 --batch-size 12 \
+      --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 --no-progress
+  # Version 2 against version 1 (sha256 609fd399..., 12 epochs on train + train_severe) on
+  # version 2's 37 validation cases, 3D Dice through covidct.lung.
+  run lung $PY benchmarks/lung_model_selection.py --data "$WORK/train_lung2" \
+      --candidate "$MODELS/lung-unet-vgg16-w0125.json" \
+      --incumbent "$WORK/final_v1/lung-unet-vgg16-w0125.json" \
+      --out "$RESULTS/lung_model_selection.txt"
 fi
 if [[ $stage == classifier || $stage == all ]]; then
   : > "$RESULTS/train_classifier.txt"
-  run classifier $COVIDCT -v train classifier --data "$WORK/train" --out "$MODELS" \
-      --arch resnet18 --width 0.5 --epochs 24 --steps-per-epoch 150 --batch-size 16 \
-      --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --no-progress
-  # The validation AUC was still rising at epoch 24: 10 more epochs (the cosine schedule
-  # continues over 34); the best validation epoch (34, AUC 0.9723 vs 0.9707) is shipped.
-  run classifier $COVIDCT -v train classifier --data "$WORK/train" --out "$MODELS" \
-      --arch resnet18 --width 0.5 --epochs 34 --steps-per-epoch 150 --batch-size 16 \
-      --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --resume --no-progress
+  # Version 2 (shipped): from scratch on the training corpus plus 48 mild cases, 30 epochs.
+  OMP_NUM_THREADS=1 run classifier $COVIDCT -v train classifier --data "$WORK/train_cls2" \
+      --out "$MODELS" --arch resnet18 --width 0.5 --epochs 30 --steps-per-epoch 150 \
+      --batch-size 16 --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --no-progress
+  # Version 2 against version 1 (sha256 444d4e7f..., 34 epochs on train only), both with the
+  # version 2 lung model, on the calibration corpus (neither trained on it).
+  for v in final_v1 "$(basename "$MODELS")"; do
+    mkdir -p "$WORK/select_$v"
+    cp "$MODELS"/lung-unet-vgg16-w0125.* "$WORK/$v"/classifier-resnet18-w05.* "$WORK/select_$v/"
+    run classifier $COVIDCT evaluate --data "$WORK/calibrate" --models "$WORK/select_$v" \
+        --no-baseline --json "$RESULTS/classifier_selection_$v.json"
+  done
 fi
 if [[ $stage == calibrate || $stage == all ]]; then
   : > "$RESULTS/train_calibrate.txt"
   # Thresholds on the classifier's validation cases, with the lung model's masks (as at
   # inference); the weights (and their sha256) are unchanged, the card is rewritten.
-  run calibrate $PY - "$MODELS" "$WORK/train" <<'PYEOF'
+  # Calibration cases: the classifier's validation split plus a separate calibration corpus
+  # (seed 3000, training-corpus scanner parameters; 25 validation cases alone put the case
+  # threshold above mild COVID cases).
+  run calibrate $PY - "$MODELS" "$WORK/train_cls2" "$WORK/calibrate" <<'PYEOF'
 import sys
 from dataclasses import replace
 from pathlib import Path
 from covidct.models.registry import find_spec, load_bundle, write_card
 from covidct.train.calibrate import calibrate_models
 from covidct.train.datasets import discover_cases
-models, data = Path(sys.argv[1]), Path(sys.argv[2])
+models, data, extra = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 bundle = load_bundle(models)
 spec = bundle.classifier.spec
 val_ids = set(spec.training["val_case_ids"])
-records = [r for r in discover_cases(data) if r.case_id in val_ids]
+records = [r for r in discover_cases(data) if r.case_id in val_ids] + [
+    replace(r, case_id=f"{extra.name}/{r.case_id}") for r in discover_cases(extra)]
 slice_t, case_t, details = calibrate_models(bundle, records)
 details["lung_masks"] = f"predicted by {bundle.lung.spec.name} ({bundle.lung.sha256[:12]})"
 spec = replace(spec, slice_threshold=round(slice_t, 6), case_threshold=round(case_t, 6),
