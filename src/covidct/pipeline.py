@@ -74,7 +74,7 @@ def localization_maps(volume: Volume, lung_mask: np.ndarray, prob: np.ndarray,
 
     Maps share one scale per case (see covidct.gradcam); other slices, and voxels outside the
     lung, stay 0: every measure uses the map inside the lung only, and the zeros make
-    heatmap.nii.gz several times smaller and faster to write.
+    heatmap.nii.gz smaller and faster to write.
     """
     heatmap = np.zeros(volume.shape, dtype=np.float32)
     zs = np.flatnonzero(explained)

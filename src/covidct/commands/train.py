@@ -45,9 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a torchvision ImageNet checkpoint (local file) for the encoder")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         if task == "lung":
-            p.add_argument("--empty-slices", type=float, default=0.1,
+            p.add_argument("--empty-slices", type=float,
                            help="slices without lung added to training, as a share of the "
-                                "lung slices taken (teaches the network where lungs end)")
+                                "lung slices taken (teaches the network where lungs end; "
+                                "default 0.1)")
         if task == "classifier":
             p.add_argument("--lung-model", type=Path,
                            help="folder with a trained lung model: calibrate the thresholds on "
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         max_slices_per_case=args.slices_per_case, pretrained=args.pretrained,
         resume=args.resume, command=_command_line(args), config=config,
         lung_model=getattr(args, "lung_model", None),
-        empty_slice_share=getattr(args, "empty_slices", 0.1))
+        **({"empty_slice_share": args.empty_slices}
+           if getattr(args, "empty_slices", None) is not None else {}))
     if args.task == "lung":
         from covidct.train.lung_training import train_lung
 

@@ -69,9 +69,8 @@ def render_overlay(result: CaseResult, z: int, path: Path, dpi: int = 80) -> Pat
         ax.set_yticks([])
         ax.text(0.01, 0.5, "R", color="white", transform=ax.transAxes, va="center")
         ax.text(0.97, 0.5, "L", color="white", transform=ax.transAxes, va="center")
-    # Only the map inside the lung is drawn: that is the part the scores use (Grad-CAM
-    # also lights up mediastinum and spine, which would distract a reader).
-    shown = np.ma.masked_less(np.where(lung, heat, 0.0), HEATMAP_FLOOR)
+    # result.heatmap is already zero outside the lung (pipeline.localization_maps).
+    shown = np.ma.masked_less(heat, HEATMAP_FLOOR)
     axes[1].imshow(shown, cmap="jet", vmin=0.0, vmax=1.0, alpha=0.45, aspect=aspect)
     if lung.any():
         axes[1].contour(lung, levels=[0.5], colors="cyan", linewidths=0.6)

@@ -28,6 +28,7 @@ from covidct.models.factory import create_model
 from covidct.models.pretrained import load_pretrained
 from covidct.models.runtime import autocast, resolve_device, use_bf16
 from covidct.train.datasets import CaseRecord, discover_cases, split_cases
+from covidct.train.slices import EMPTY_SLICE_SHARE
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ class TrainOptions:
     name: str | None = None
     val_fraction: float = 0.2
     max_slices_per_case: int | None = 48
-    empty_slice_share: float = 0.1  # lung: slices without lung, per lung slice taken
+    empty_slice_share: float = EMPTY_SLICE_SHARE  # lung: lungless slices per lung slice taken
     pretrained: Path | None = None
     lung_model: Path | None = None  # classifier: calibrate thresholds on this lung model's masks
     resume: bool = False
@@ -273,7 +274,6 @@ def training_record(options: TrainOptions, train: list[CaseRecord], val: list[Ca
         "bf16_autocast": getattr(fit_result, "bf16", None),
         "pretrained": str(options.pretrained) if options.pretrained else None,
         "lung_model": str(options.lung_model) if options.lung_model else None,
-        "empty_slice_share": options.empty_slice_share,
         "command": options.command,
         "history": getattr(fit_result, "history", []),
     }

@@ -95,7 +95,8 @@ def train_lung(options: TrainOptions) -> ModelSpec:
         name=options.model_name("lung"), task="lung", arch=options.arch, width=options.width,
         input_size=MODEL_INPUT_SIZE, hu_window=LUNG_HU_WINDOW, preprocessing=PREPROCESSING,
         training=training_record(options, train, val, result)
-        | {"train_slices": len(train_set), "val_slices": len(val_set)},
+        | {"train_slices": len(train_set), "val_slices": len(val_set),
+           "empty_slice_share": options.empty_slice_share},
         metrics={"validation_slice_dice_224": {k: round(v, 4) for k, v in final.items()}},
         description="U-Net lung segmentation (0 background, 1 right lung, 2 left lung).",
     )
