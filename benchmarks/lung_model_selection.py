@@ -6,7 +6,11 @@ validation split of its training run, never the test corpus) and is scored again
 reference lung masks: mean Dice over all, clean and infected cases.
 
     .venv/bin/python benchmarks/lung_model_selection.py --data DIR \
-        --candidate DIR/lung-NAME.json --incumbent DIR/lung-NAME.json [--out FILE]
+        --candidate DIR/lung-NAME.json --incumbent DIR/lung-NAME.json \
+        [--extra DIR] [--out FILE]
+
+`--extra DIR`: every case of a further corpus that neither model trained on (e.g. a
+calibration corpus with other scanner parameters), summarised separately.
 
 Note: the incumbent may have trained on some of these cases (another split of other data);
 that favours the incumbent, so a candidate that still scores higher is better.
@@ -18,6 +22,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--candidate", type=Path, required=True, help="model card (.json)")
     parser.add_argument("--incumbent", type=Path, required=True, help="model card (.json)")
+    parser.add_argument("--extra", type=Path, help="a corpus neither model trained on")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     specs = {"candidate": read_card(args.candidate), "incumbent": read_card(args.incumbent)}
@@ -40,11 +46,14 @@ def main() -> None:
                             else args.incumbent.parent) for k, spec in specs.items()}
     wanted = set(specs["candidate"].training["val_case_ids"])
     records = [r for r in discover_cases(args.data) if r.case_id in wanted]
+    if args.extra is not None:
+        records += [replace(r, case_id=f"{args.extra.name}/{r.case_id}")
+                    for r in discover_cases(args.extra)]
     lines = [f"# {os.cpu_count()} CPUs; {len(records)} validation cases of "
              f"{specs['candidate'].name} ({args.candidate}) from {args.data}",
              f"# incumbent: {args.incumbent} ({models['incumbent'].sha256[:12]}); candidate "
              f"{models['candidate'].sha256[:12]}", "case infected candidate incumbent"]
-    scores: dict[str, list[tuple[bool, float]]] = {k: [] for k in models}
+    scores: dict[str, list[tuple[str, bool, float]]] = {k: [] for k in models}
     started = time.perf_counter()
     for record in records:
         case = load_case(record)
@@ -52,21 +61,30 @@ def main() -> None:
         row = [record.case_id, str(infected)]
         for key, model in models.items():
             value = dice(segment_lungs(case.volume, model), case.lung)
-            scores[key].append((infected, value))
+            scores[key].append((record.case_id, infected, value))
             row.append(f"{value:.4f}")
         lines.append(" ".join(row))
         print(lines[-1], flush=True)
-    summary = {}
-    for key, values in scores.items():
-        arr = np.array([v for _, v in values])
-        inf = np.array([i for i, _ in values])
-        summary[key] = {"mean": round(float(arr.mean()), 4),
-                        "clean": round(float(arr[~inf].mean()), 4) if (~inf).any() else None,
-                        "infected": round(float(arr[inf].mean()), 4) if inf.any() else None,
-                        "min": round(float(arr.min()), 4)}
-        lines.append(f"{key}: {json.dumps(summary[key])}")
+    groups = {"validation split": lambda c: "/" not in c}
+    if args.extra is not None:
+        groups[f"{args.extra.name} (extra)"] = lambda c: c.startswith(f"{args.extra.name}/")
+        groups["all"] = lambda c: True
+    n_summary = 0
+    for group, member in groups.items():
+        for key, values in scores.items():
+            picked = [(i, v) for c, i, v in values if member(c)]
+            if not picked:
+                continue
+            arr = np.array([v for _, v in picked])
+            inf = np.array([i for i, _ in picked])
+            summary = {"cases": int(arr.size), "mean": round(float(arr.mean()), 4),
+                       "clean": round(float(arr[~inf].mean()), 4) if (~inf).any() else None,
+                       "infected": round(float(arr[inf].mean()), 4) if inf.any() else None,
+                       "min": round(float(arr.min()), 4)}
+            lines.append(f"{group}: {key}: {json.dumps(summary)}")
+            n_summary += 1
     lines.append(f"# {time.perf_counter() - started:.0f} s")
-    print("\n".join(lines[-3:]))
+    print("\n".join(lines[-n_summary - 1:]))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
 

@@ -3,10 +3,12 @@
 #
 #   benchmarks/train_default_models.sh [corpus|lung|classifier|calibrate|evaluate|install|all]
 #
-# Each stage's output goes to benchmarks/results/train_<stage>.txt. Seeds: training corpus
-# 1000 (128 cases; validation = 20 % of its cases, split by case with seed 0), test corpus
-# 2000 (other scanner parameters: 512 matrix, thinner slices, more noise). The test corpus
-# is used only for the figures in the model cards, never for thresholds or early stopping.
+# Each stage's output goes to benchmarks/results/train_<stage>.txt. Seeds: training corpora
+# 1000-1005 (validation = 20 % of the cases of each run, split by case with seed 0),
+# calibration corpora 3000-3001 (choice between versions, thresholds), test corpora 2000
+# (512 matrix, 1.25-3 mm slices) and 2001 (0.6-0.9 mm slices, heavier noise: outside every
+# training range). Test corpora are used only for the figures in the model cards, never for
+# training, thresholds, early stopping or the choice between versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -53,61 +55,109 @@ if [[ $stage == corpus || $stage == all ]]; then
     ln -sfn "$d" "$WORK/train_lung2/severe2_$(basename "$d")"; done
   for d in "$WORK"/train_mild/case_*; do
     ln -sfn "$d" "$WORK/train_cls2/mild_$(basename "$d")"; done
+  # Version 3 data: 512-matrix cases over a wide range of scanner settings (1-5 mm slices,
+  # 8-60 HU noise; version 2 had seen only 256-matrix, 2-5 mm data), for both models, and
+  # very severe 512-matrix cases for the lung model (its losses were consolidated lungs).
+  run corpus $COVIDCT synth "$WORK/train_scan" --cases 48 --seed 1004 --matrix 512 \
+      --slice-mm 1 5 --noise-hu 8 60 --workers 2 --quiet
+  run corpus $COVIDCT synth "$WORK/train_severe3" --cases 24 --seed 1005 --matrix 512 \
+      --slice-mm 1 5 --noise-hu 8 60 --covid-fraction 1 --severity 0.4 0.8 --workers 2 --quiet
+  # Second calibration corpus, 512 matrix (choice between versions and thresholds only).
+  run corpus $COVIDCT synth "$WORK/calibrate2" --cases 24 --seed 3001 --matrix 512 \
+      --slice-mm 1 5 --noise-hu 8 60 --workers 2 --quiet
+  # Scanner-shift test corpus: thinner slices and heavier noise than any training case.
+  run corpus $COVIDCT synth "$WORK/test_shift" --cases 16 --seed 2001 --matrix 512 \
+      --slice-mm 0.6 0.9 --noise-hu 45 65 --workers 2 --quiet
+  mkdir -p "$WORK/train_lung3" "$WORK/train_cls3"
+  for d in "$WORK"/train_lung2/*; do ln -sfn "$(readlink -f "$d")" "$WORK/train_lung3/$(basename "$d")"; done
+  for d in "$WORK"/train_cls2/*; do ln -sfn "$(readlink -f "$d")" "$WORK/train_cls3/$(basename "$d")"; done
+  for d in "$WORK"/train_scan/case_*; do
+    ln -sfn "$d" "$WORK/train_lung3/scan_$(basename "$d")"
+    ln -sfn "$d" "$WORK/train_cls3/scan_$(basename "$d")"; done
+  for d in "$WORK"/train_severe3/case_*; do
+    ln -sfn "$d" "$WORK/train_lung3/severe3_$(basename "$d")"; done
 fi
-MODELS="$WORK/final"
+MODELS="$WORK/final"  # the shipped set: version 3 of both models, thresholds, figures
 # The lung and classifier runs are independent (one checkpoint per task) and ran side by
-# side (OMP_NUM_THREADS=1 for the lung run). The classifier's thresholds are then
+# side with one thread each. Version 2 trains from scratch; version 3 continues version 2's
+# checkpoint (--resume: same optimiser, the learning-rate schedule stretched to the new
+# epoch count) on the version 3 data. Early stopping in the resumed run compares against
+# version 2 re-scored on the new validation split. The classifier's thresholds are then
 # calibrated with the final lung model.
 if [[ $stage == lung || $stage == all ]]; then
   : > "$RESULTS/train_lung.txt"
-  # Version 2 (shipped): from scratch on 184 cases (the severe sets included) with 30 %
-  # slices without lung (version 1 drew lung above the apices), 20 epochs, one thread
-  # (it ran beside the classifier run).
-  OMP_NUM_THREADS=1 run lung $COVIDCT -v train lung --data "$WORK/train_lung2" --out "$MODELS" \
-      --arch unet_vgg16 --width 0.125 --epochs 20 --steps-per-epoch 150 --batch-size 12 \
-      --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 --no-progress
-  # Version 2 against version 1 (sha256 609fd399..., 12 epochs on train + train_severe) on
-  # version 2's 37 validation cases, 3D Dice through covidct.lung.
-  run lung $PY benchmarks/lung_model_selection.py --data "$WORK/train_lung2" \
-      --candidate "$MODELS/lung-unet-vgg16-w0125.json" \
-      --incumbent "$WORK/final_v1/lung-unet-vgg16-w0125.json" \
+  # Version 2: from scratch on 184 cases (the severe sets included) with 30 % slices
+  # without lung (version 1 drew lung above the apices), 20 epochs.
+  OMP_NUM_THREADS=1 run lung $COVIDCT -v train lung --data "$WORK/train_lung2" \
+      --out "$WORK/lung_v2" --arch unet_vgg16 --width 0.125 --epochs 20 --steps-per-epoch 150 \
+      --batch-size 12 --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 \
+      --no-progress
+  # Version 3 (shipped): version 2 continued to epoch 32 on 256 cases (+ 48 scanner-range
+  # and 24 very severe 512-matrix cases).
+  mkdir -p "$WORK/lung_v3"
+  cp "$WORK/lung_v2/checkpoint-lung.pt" "$WORK/lung_v3/"
+  OMP_NUM_THREADS=1 run lung $COVIDCT -v train lung --data "$WORK/train_lung3" \
+      --out "$WORK/lung_v3" --arch unet_vgg16 --width 0.125 --epochs 32 --steps-per-epoch 150 \
+      --batch-size 12 --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 \
+      --resume --no-progress
+  # Version 3 against version 2 on version 3's validation split and on the 512-matrix
+  # calibration corpus (seed 3001, never trained on); 3D Dice through covidct.lung.
+  run lung $PY benchmarks/lung_model_selection.py --data "$WORK/train_lung3" \
+      --candidate "$WORK/lung_v3/lung-unet-vgg16-w0125.json" \
+      --incumbent "$WORK/lung_v2/lung-unet-vgg16-w0125.json" --extra "$WORK/calibrate2" \
       --out "$RESULTS/lung_model_selection.txt"
+  mkdir -p "$MODELS"
+  cp "$WORK"/lung_v3/lung-unet-vgg16-w0125.* "$MODELS/"
 fi
 if [[ $stage == classifier || $stage == all ]]; then
   : > "$RESULTS/train_classifier.txt"
-  # Version 2 (shipped): from scratch on the training corpus plus 48 mild cases, 30 epochs.
+  # Version 2: from scratch on the training corpus plus 48 mild cases, 30 epochs.
   OMP_NUM_THREADS=1 run classifier $COVIDCT -v train classifier --data "$WORK/train_cls2" \
-      --out "$MODELS" --arch resnet18 --width 0.5 --epochs 30 --steps-per-epoch 150 \
+      --out "$WORK/cls_v2" --arch resnet18 --width 0.5 --epochs 30 --steps-per-epoch 150 \
       --batch-size 16 --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --no-progress
-  # Version 2 against version 1 (sha256 444d4e7f..., 34 epochs on train only), both with the
-  # version 2 lung model, on the calibration corpus (neither trained on it).
-  for v in final_v1 "$(basename "$MODELS")"; do
+  # Version 3 (shipped): version 2 continued to epoch 50 on 224 cases (+ 48 scanner-range
+  # 512-matrix cases).
+  mkdir -p "$WORK/cls_v3"
+  cp "$WORK/cls_v2/checkpoint-classifier.pt" "$WORK/cls_v3/"
+  OMP_NUM_THREADS=1 run classifier $COVIDCT -v train classifier --data "$WORK/train_cls3" \
+      --out "$WORK/cls_v3" --arch resnet18 --width 0.5 --epochs 50 --steps-per-epoch 150 \
+      --batch-size 16 --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --resume \
+      --no-progress
+  # Version 3 against version 2, both with the version 3 lung model, on the two calibration
+  # corpora (seeds 3000 and 3001; neither version trained on them).
+  for v in cls_v2 cls_v3; do
     mkdir -p "$WORK/select_$v"
-    cp "$MODELS"/lung-unet-vgg16-w0125.* "$WORK/$v"/classifier-resnet18-w05.* "$WORK/select_$v/"
-    run classifier $COVIDCT evaluate --data "$WORK/calibrate" --models "$WORK/select_$v" \
-        --no-baseline --json "$RESULTS/classifier_selection_$v.json"
+    cp "$WORK"/lung_v3/lung-unet-vgg16-w0125.* "$WORK/$v"/classifier-resnet18-w05.* \
+        "$WORK/select_$v/"
+    for c in calibrate calibrate2; do
+      run classifier $COVIDCT evaluate --data "$WORK/$c" --models "$WORK/select_$v" \
+          --no-baseline --json "$RESULTS/classifier_selection_${v}_$c.json"
+    done
   done
+  mkdir -p "$MODELS"
+  cp "$WORK"/cls_v3/classifier-resnet18-w05.* "$MODELS/"
 fi
 if [[ $stage == calibrate || $stage == all ]]; then
   : > "$RESULTS/train_calibrate.txt"
   # Thresholds on the classifier's validation cases, with the lung model's masks (as at
   # inference); the weights (and their sha256) are unchanged, the card is rewritten.
-  # Calibration cases: the classifier's validation split plus a separate calibration corpus
-  # (seed 3000, training-corpus scanner parameters; 25 validation cases alone put the case
-  # threshold above mild COVID cases).
-  run calibrate $PY - "$MODELS" "$WORK/train_cls2" "$WORK/calibrate" <<'PYEOF'
+  # Calibration cases: the classifier's validation split plus two separate calibration
+  # corpora (seed 3000, training-corpus scanner parameters; seed 3001, 512 matrix, 1-5 mm;
+  # 25 validation cases alone had put the case threshold above mild COVID cases).
+  run calibrate $PY - "$MODELS" "$WORK/train_cls3" "$WORK/calibrate" "$WORK/calibrate2" <<'PYEOF'
 import sys
 from dataclasses import replace
 from pathlib import Path
-from covidct.models.registry import find_spec, load_bundle, write_card
+from covidct.models.registry import load_bundle, write_card
 from covidct.train.calibrate import calibrate_models
 from covidct.train.datasets import discover_cases
-models, data, extra = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+models, data, extras = Path(sys.argv[1]), Path(sys.argv[2]), [Path(a) for a in sys.argv[3:]]
 bundle = load_bundle(models)
 spec = bundle.classifier.spec
 val_ids = set(spec.training["val_case_ids"])
 records = [r for r in discover_cases(data) if r.case_id in val_ids] + [
-    replace(r, case_id=f"{extra.name}/{r.case_id}") for r in discover_cases(extra)]
+    replace(r, case_id=f"{extra.name}/{r.case_id}") for extra in extras
+    for r in discover_cases(extra)]
 slice_t, case_t, details = calibrate_models(bundle, records)
 details["lung_masks"] = f"predicted by {bundle.lung.spec.name} ({bundle.lung.sha256[:12]})"
 spec = replace(spec, slice_threshold=round(slice_t, 6), case_threshold=round(case_t, 6),
@@ -122,6 +172,12 @@ if [[ $stage == evaluate || $stage == all ]]; then
   run evaluate $COVIDCT evaluate --data "$WORK/test" --models "$MODELS" \
       --json "$WORK/eval_test.json" --plots "$RESULTS/evaluate_test"
   cp "$WORK/eval_test.json" "$RESULTS/evaluate_test/eval_test.json"
+  # Scanner shift: the version 3 training data spans the test corpus's slice spacing and
+  # noise, so a second test corpus lies outside every training range (0.6-0.9 mm slices,
+  # heavier noise).
+  run evaluate $COVIDCT evaluate --data "$WORK/test_shift" --models "$MODELS" \
+      --json "$WORK/eval_test_shift.json" --plots "$RESULTS/evaluate_test_shift"
+  cp "$WORK/eval_test_shift.json" "$RESULTS/evaluate_test_shift/eval_test_shift.json"
   REAL=../shared/data/real/cip-copdgene-10002K
   run evaluate $COVIDCT evaluate --models "$MODELS" --image "$REAL/ct-64.nrrd" \
       --lung-labels "$REAL/cip_10002K_lm64_1right_2left_3airway.nii.gz" \
@@ -131,17 +187,21 @@ fi
 if [[ $stage == install || $stage == all ]]; then
   # Ship weights + cards into the package, with the test figures added to the cards
   # (the weights, hence their sha256, are unchanged).
-  run install $PY - "$MODELS" "$WORK/eval_test.json" "$WORK/eval_copdgene.json" <<'PYEOF'
+  run install $PY - "$MODELS" "$WORK/eval_test.json" "$WORK/eval_copdgene.json" \
+      "$WORK/eval_test_shift.json" <<'PYEOF'
 import json, shutil, sys
 from dataclasses import replace
 from pathlib import Path
 from covidct.models.registry import default_weights_dir, list_specs, sha256_file, write_card
-models, test, real = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), \
-    json.loads(Path(sys.argv[3]).read_text())
-summary = test["summary"]
-where = {"data": test["data"], "corpus": "covidct synth --cases 24 --seed 2000 --matrix 512 "
-         "--slice-mm 1.25 3 --noise-hu 15 45", "command": "covidct evaluate --data TEST "
-         "--models MODELS --json OUT", "models_sha256": test["models"]}
+models, test, real, shift = (Path(sys.argv[1]), *(json.loads(Path(a).read_text())
+                                                   for a in sys.argv[2:5]))
+def figures(result: dict, corpus: str) -> dict:
+    return {"data": result["data"], "corpus": corpus, "models_sha256": result["models"],
+            "command": "covidct evaluate --data TEST --models MODELS --json OUT"}
+test_where = figures(test, "covidct synth --cases 24 --seed 2000 --matrix 512 "
+                     "--slice-mm 1.25 3 --noise-hu 15 45")
+shift_where = figures(shift, "covidct synth --cases 16 --seed 2001 --matrix 512 "
+                      "--slice-mm 0.6 0.9 --noise-hu 45 65")
 out = default_weights_dir()
 for old in out.glob("*.safetensors"):
     old.unlink()
@@ -149,9 +209,11 @@ for old in out.glob("*.json"):
     old.unlink()
 for spec in list_specs(models):
     assert sha256_file(models / spec.weights_file) == spec.sha256
-    extra = ({"test_synth": where | {"lung": summary["lung"]},
-              "real_copdgene_10002K": real} if spec.task == "lung" else
-             {"test_synth": where | {"slice": summary["slice"], "case": summary["case"]}})
+    keys = ("lung",) if spec.task == "lung" else ("slice", "case")
+    extra = {"test_synth": test_where | {k: test["summary"][k] for k in keys},
+             "test_synth_scanner_shift": shift_where | {k: shift["summary"][k] for k in keys}}
+    if spec.task == "lung":
+        extra["real_copdgene_10002K"] = real
     spec = replace(spec, metrics=spec.metrics | extra)
     shutil.copy(models / spec.weights_file, out / spec.weights_file)
     write_card(spec, out / f"{spec.name}.json")

@@ -105,6 +105,11 @@ def test_evaluate_cli_on_synth_layout(tmp_path: Path, fake_models: SimpleNamespa
     assert by_id["case_000"]["decision"] == "covid-suspected"
     assert by_id["case_002"]["decision"] == "not-suspected"
     assert by_id["case_001"]["baseline_dice"] < 0.99
+    # per-slice record: probabilities, predicted lung slices and labels on the slice grid
+    case = by_id["case_000"]
+    assert len(case["slice_prob"]) == len(case["slice_has_lung"]) == len(case["slice_label"])
+    assert sum(case["slice_has_lung"]) == case["lung_slices"] and any(case["slice_label"])
+    assert case["slice_spacing_mm"] > 0
     assert (tmp_path / "plots" / "roc.png").stat().st_size > 0
     assert (tmp_path / "plots" / "baseline_worst_cases.png").stat().st_size > 0
 

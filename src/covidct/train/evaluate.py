@@ -62,6 +62,7 @@ class CaseEvaluation:
     slice_labels: np.ndarray | None
     decision: Decision
     worst_slice: WorstSlice | None = field(default=None, repr=False)
+    slice_spacing_mm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         truth_ratio = _reference_ratio(self)
@@ -73,7 +74,11 @@ class CaseEvaluation:
             "reference_positive_ratio": _round(truth_ratio),
             "lung_slices": self.decision.lung_slices,
             "positive_slices": self.decision.positive_slices, "reason": self.decision.reason,
+            "slice_spacing_mm": _round(self.slice_spacing_mm),
             "slice_prob": [round(float(p), 4) for p in self.prob],
+            "slice_has_lung": [int(v) for v in self.has_lung],
+            "slice_label": (None if self.slice_labels is None
+                            else [int(v) for v in self.slice_labels]),
         }
 
 
@@ -99,7 +104,8 @@ def evaluate_case(bundle: Any, case: LoadedCase, slice_threshold: float,
     return CaseEvaluation(
         case_id=case.case_id, label=case.label, infected=infected, lung_dice=lung_dice,
         baseline_dice=base_dice, prob=pred.prob, has_lung=pred.has_lung,
-        slice_labels=case.slice_labels, decision=decision, worst_slice=worst)
+        slice_labels=case.slice_labels, decision=decision, worst_slice=worst,
+        slice_spacing_mm=float(case.volume.spacing_mm[0]))
 
 
 def evaluate_records(bundle: Any, records: Sequence[Any], slice_threshold: float,
