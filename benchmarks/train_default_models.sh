@@ -68,6 +68,10 @@ if [[ $stage == corpus || $stage == all ]]; then
   # Scanner-shift test corpus: thinner slices and heavier noise than any training case.
   run corpus $COVIDCT synth "$WORK/test_shift" --cases 16 --seed 2001 --matrix 512 \
       --slice-mm 0.6 0.9 --noise-hu 45 65 --workers 2 --quiet
+  # Heavy-noise validation corpus, the scanner-shift settings with another seed (it chose
+  # how the inputs are shrunk; see the calibrate stage).
+  run corpus $COVIDCT synth "$WORK/val_noisy" --cases 8 --seed 3002 --matrix 512 \
+      --slice-mm 0.6 0.9 --noise-hu 45 65 --workers 2 --quiet
   mkdir -p "$WORK/train_lung3" "$WORK/train_cls3"
   for d in "$WORK"/train_lung2/*; do ln -sfn "$(readlink -f "$d")" "$WORK/train_lung3/$(basename "$d")"; done
   for d in "$WORK"/train_cls2/*; do ln -sfn "$(readlink -f "$d")" "$WORK/train_cls3/$(basename "$d")"; done
@@ -91,7 +95,7 @@ if [[ $stage == lung || $stage == all ]]; then
   OMP_NUM_THREADS=1 run lung $COVIDCT -v train lung --data "$WORK/train_lung2" \
       --out "$WORK/lung_v2" --arch unet_vgg16 --width 0.125 --epochs 20 --steps-per-epoch 150 \
       --batch-size 12 --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 \
-      --no-progress
+      --no-input-antialias --no-progress
   # Version 3 (shipped): version 2 continued to epoch 32 on 256 cases (+ 48 scanner-range
   # and 24 very severe 512-matrix cases).
   mkdir -p "$WORK/lung_v3"
@@ -99,7 +103,7 @@ if [[ $stage == lung || $stage == all ]]; then
   OMP_NUM_THREADS=1 run lung $COVIDCT -v train lung --data "$WORK/train_lung3" \
       --out "$WORK/lung_v3" --arch unet_vgg16 --width 0.125 --epochs 32 --steps-per-epoch 150 \
       --batch-size 12 --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 \
-      --resume --no-progress
+      --no-input-antialias --resume --no-progress
   # Version 3 against version 2 on version 3's validation split and on the 512-matrix
   # calibration corpus (seed 3001, never trained on); 3D Dice through covidct.lung.
   run lung $PY benchmarks/lung_model_selection.py --data "$WORK/train_lung3" \
@@ -114,7 +118,8 @@ if [[ $stage == classifier || $stage == all ]]; then
   # Version 2: from scratch on the training corpus plus 48 mild cases, 30 epochs.
   OMP_NUM_THREADS=1 run classifier $COVIDCT -v train classifier --data "$WORK/train_cls2" \
       --out "$WORK/cls_v2" --arch resnet18 --width 0.5 --epochs 30 --steps-per-epoch 150 \
-      --batch-size 16 --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --no-progress
+      --batch-size 16 --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --no-input-antialias \
+      --no-progress
   # Version 3 (shipped): version 2 continued to epoch 50 on 224 cases (+ 48 scanner-range
   # 512-matrix cases).
   mkdir -p "$WORK/cls_v3"
@@ -122,7 +127,7 @@ if [[ $stage == classifier || $stage == all ]]; then
   OMP_NUM_THREADS=1 run classifier $COVIDCT -v train classifier --data "$WORK/train_cls3" \
       --out "$WORK/cls_v3" --arch resnet18 --width 0.5 --epochs 50 --steps-per-epoch 150 \
       --batch-size 16 --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --resume \
-      --no-progress
+      --no-input-antialias --no-progress
   # Version 3 against version 2, both with the version 3 lung model, on the two calibration
   # corpora (seeds 3000 and 3001; neither version trained on them).
   for v in cls_v2 cls_v3; do
@@ -137,8 +142,29 @@ if [[ $stage == classifier || $stage == all ]]; then
   mkdir -p "$MODELS"
   cp "$WORK"/cls_v3/classifier-resnet18-w05.* "$MODELS/"
 fi
+# How the inputs are shrunk to 224: plain bilinear sampling (as v1-v3 were trained) or
+# antialiased, per model, chosen on the 512-matrix calibration corpus and the heavy-noise
+# validation corpus; the choice is written into the cards (the weights are unchanged).
+ANTIALIAS=${ANTIALIAS:-both}  # benchmarks/results/input_antialias/*.txt
 if [[ $stage == calibrate || $stage == all ]]; then
   : > "$RESULTS/train_calibrate.txt"
+  mkdir -p "$RESULTS/input_antialias"
+  for c in calibrate2 val_noisy; do
+    run calibrate $PY benchmarks/input_antialias_selection.py --models "$MODELS" \
+        --data "$WORK/$c" --out "$RESULTS/input_antialias/$c.txt" \
+        --json-dir "$WORK/antialias_json"
+  done
+  run calibrate $PY - "$MODELS" "$ANTIALIAS" <<'PYEOF'
+import sys
+from dataclasses import replace
+from pathlib import Path
+from covidct.models.registry import list_specs, write_card
+models, tasks = Path(sys.argv[1]), {"plain": set(), "lung": {"lung"},
+                                    "both": {"lung", "classifier"}}[sys.argv[2]]
+for spec in list_specs(models):
+    write_card(replace(spec, input_antialias=spec.task in tasks), models / f"{spec.name}.json")
+    print(spec.name, "input_antialias", spec.task in tasks)
+PYEOF
   # Thresholds on the classifier's validation cases, with the lung model's masks (as at
   # inference); the weights (and their sha256) are unchanged, the card is rewritten.
   # Calibration cases: the classifier's validation split plus two separate calibration

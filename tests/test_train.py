@@ -141,6 +141,11 @@ def test_train_commands_end_to_end(tmp_path: Path) -> None:
     bundle = load_bundle(out)
     assert bundle.lung.spec.arch == "unet_vgg16" and bundle.classifier.spec.width == 0.125
     assert json.loads(cards[1].read_text())["task"] == "lung"
+    # the input resize the weights were trained with is recorded (default: antialiased)
+    assert bundle.lung.spec.input_antialias and bundle.classifier.spec.input_antialias
+    assert main(["train", "lung", *common, "--width", "0.0625", "--name", "plain",
+                 "--no-input-antialias"]) == 0
+    assert read_card(out / "plain.json").input_antialias is False
 
 
 def test_train_rejects_missing_resume_checkpoint(tmp_path: Path) -> None:

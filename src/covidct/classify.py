@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from covidct.errors import InputError
-from covidct.models.runtime import autocast, use_bf16
+from covidct.models.runtime import autocast, input_antialias, use_bf16
 from covidct.preprocess import CropBox, classifier_input, lung_roi_box
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,10 @@ def classify_slices(hu: np.ndarray, lung_mask: np.ndarray,
     device = next(module.parameters()).device
     bf16 = use_bf16(dtype, device)
     index = np.flatnonzero(has_lung)
+    antialias = input_antialias(model)
     with torch.no_grad(), autocast(bf16, device):
         for start in range(0, index.size, batch_size):
             chunk = index[start:start + batch_size]
-            x = classifier_input(hu[chunk], box).to(device)
+            x = classifier_input(hu[chunk], box, antialias=antialias).to(device)
             prob[chunk] = torch.sigmoid(module(x).float()).cpu().numpy()
     return SliceScores(prob=prob, has_lung=has_lung, box=box)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from covidct.models.runtime import autocast, use_bf16
+from covidct.models.runtime import autocast, input_antialias, use_bf16
 from covidct.preprocess import lung_model_input
 from covidct.volume import Volume
 
@@ -30,15 +30,18 @@ MIN_COMPONENT_SHARE = 0.02  # islands smaller than this share of the largest are
 
 
 def predict_lung_labels(hu: np.ndarray, module: torch.nn.Module, *, batch_size: int = 16,
-                        bf16: bool = False) -> np.ndarray:
-    """Per-slice arg-max labels (z, y, x) uint8, before 3D post-processing."""
+                        bf16: bool = False, antialias: bool = False) -> np.ndarray:
+    """Per-slice arg-max labels (z, y, x) uint8, before 3D post-processing.
+
+    `antialias`: how the input is shrunk (the model card's `input_antialias`).
+    """
     module.eval()
     device = next(module.parameters()).device
     out = np.zeros(hu.shape, dtype=np.uint8)
     shape_yx = hu.shape[1:]
     with torch.no_grad():
         for start in range(0, hu.shape[0], batch_size):
-            x = lung_model_input(hu[start:start + batch_size]).to(device)
+            x = lung_model_input(hu[start:start + batch_size], antialias=antialias).to(device)
             with autocast(bf16, device):
                 logits = module(x)
             out[start:start + x.shape[0]] = logits_to_labels(logits.float(), shape_yx)
@@ -147,7 +150,7 @@ def segment_lungs(volume: Volume, model: Any, *, batch_size: int = 16, dtype: st
     module = getattr(model, "module", model)
     device = next(module.parameters()).device
     labels = predict_lung_labels(volume.hu, module, batch_size=batch_size,
-                                 bf16=use_bf16(dtype, device))
+                                 bf16=use_bf16(dtype, device), antialias=input_antialias(model))
     if not postprocess:
         return labels
     mask = postprocess_lung_mask(labels)

@@ -80,10 +80,11 @@ def localization_maps(volume: Volume, lung_mask: np.ndarray, prob: np.ndarray,
     zs = np.flatnonzero(explained)
     if zs.size == 0 or box is None:
         return heatmap
-    from covidct.models.runtime import use_bf16
+    from covidct.models.runtime import input_antialias, use_bf16
 
     module = getattr(classifier, "module", classifier)
-    x = classifier_input(volume.hu[zs], box)  # exactly what classify_slices feeds the model
+    # exactly what classify_slices feeds the model
+    x = classifier_input(volume.hu[zs], box, antialias=input_antialias(classifier))
     cams = raw_gradcams(module, x, batch_size=config.batch_size,
                         bf16=use_bf16(config.precision))
     fused = fuse_cams(cams, size=x.shape[-1])

@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--pretrained", type=Path,
                        help="a torchvision ImageNet checkpoint (local file) for the encoder")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--input-antialias", action=argparse.BooleanOptionalAction,
+                       default=True,
+                       help="shrink inputs to 224 with an antialiasing filter (default; "
+                            "--no-input-antialias: plain bilinear sampling, as models up to "
+                            "v3 were trained); recorded in the model card")
         if task == "lung":
             p.add_argument("--empty-slices", type=float,
                            help="slices without lung added to training, as a share of the "
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, val_fraction=args.val_fraction,
         max_slices_per_case=args.slices_per_case, pretrained=args.pretrained,
         resume=args.resume, command=_command_line(args), config=config,
-        lung_model=getattr(args, "lung_model", None),
+        lung_model=getattr(args, "lung_model", None), input_antialias=args.input_antialias,
         **({"empty_slice_share": args.empty_slices}
            if getattr(args, "empty_slices", None) is not None else {}))
     if args.task == "lung":

@@ -41,6 +41,9 @@ class ModelSpec:
     input_size: int = 224
     hu_window: tuple[float, float] = (-1000.0, 0.0)
     preprocessing: str = ""
+    # shrink the input to input_size with an antialiasing filter (preprocess.resize_slices);
+    # False for cards written before the field existed
+    input_antialias: bool = False
     slice_threshold: float | None = None  # p(abnormal) above which a slice is positive
     case_threshold: float | None = None  # positive-slice ratio above which a case is positive
     weights_file: str = ""

@@ -71,3 +71,9 @@ def predict_in_batches(model: torch.nn.Module, images: torch.Tensor,
                 output = model(images[start:start + batch_size].float().to(device))
             out.append(reduce(output.float()).cpu())
     return torch.cat(out)
+
+
+def input_antialias(model: object) -> bool:
+    """Whether `model` (a LoadedModel; a bare nn.Module has no card) expects inputs shrunk
+    with an antialiasing filter: its card's `input_antialias`."""
+    return bool(getattr(getattr(model, "spec", None), "input_antialias", False))

@@ -52,7 +52,8 @@ logger = logging.getLogger(__name__)
 
 PREPROCESSING = ("preprocess.lung_roi_box on the whole-case lung mask (one square box per "
                  "case, 10 mm margin) + preprocess.classifier_input: crop, HU clipped to "
-                 "[-1000, 200], scaled to [0, 1], resized to 224x224; slices with >= 100 mm2 "
+                 "[-1000, 200], scaled to [0, 1], resized to 224x224 (bilinear, antialiased "
+                 "when input_antialias); slices with >= 100 mm2 "
                  "of lung are classified")
 MAX_POS_WEIGHT = 10.0
 AUX_WEIGHT = 1.0
@@ -134,8 +135,9 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
     train, val = split_train_val(options)
     progress = options.config.progress
     train_set = build_slice_set(train, "classifier", max_slices=options.max_slices_per_case,
-                                progress=progress)
-    val_set = build_slice_set(val, "classifier", max_slices=None, progress=progress)
+                                progress=progress, antialias=options.input_antialias)
+    val_set = build_slice_set(val, "classifier", max_slices=None, progress=progress,
+                              antialias=options.input_antialias)
     positives = float(train_set.targets.sum())
     pos_weight = min(MAX_POS_WEIGHT, (len(train_set) - positives) / max(positives, 1.0))
     logger.info("Classifier slices: %d training (%d positive), %d validation.",
@@ -161,6 +163,7 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
     spec = ModelSpec(
         name=options.model_name("classifier"), task="classifier", arch=options.arch,
         width=options.width, input_size=MODEL_INPUT_SIZE, hu_window=CLASSIFIER_HU_WINDOW,
+        input_antialias=options.input_antialias,
         preprocessing=PREPROCESSING,
         training=training_record(options, train, val, result)
         | {"train_slices": len(train_set), "train_positive_slices": int(positives),

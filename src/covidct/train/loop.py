@@ -220,6 +220,7 @@ class TrainOptions:
     empty_slice_share: float = EMPTY_SLICE_SHARE  # lung: lungless slices per lung slice taken
     pretrained: Path | None = None
     lung_model: Path | None = None  # classifier: calibrate thresholds on this lung model's masks
+    input_antialias: bool = True  # preprocess.resize_slices; stored in the model card
     resume: bool = False
     command: str = ""  # the command line, recorded in the model card
     config: TrainConfig = field(default_factory=TrainConfig)

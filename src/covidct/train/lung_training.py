@@ -31,8 +31,8 @@ from covidct.train.slices import build_slice_set
 logger = logging.getLogger(__name__)
 
 PREPROCESSING = ("preprocess.lung_model_input: HU clipped to [-1000, 0], scaled to [0, 1], "
-                 "resized to 224x224 (bilinear); logits resized back to the slice grid, "
-                 "arg-max, 3D post-processing (covidct.lung)")
+                 "resized to 224x224 (bilinear, antialiased when input_antialias); logits "
+                 "resized back to the slice grid, arg-max, 3D post-processing (covidct.lung)")
 
 
 def lung_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -75,9 +75,10 @@ def train_lung(options: TrainOptions) -> ModelSpec:
     progress = options.config.progress
     train_set = build_slice_set(train, "lung", max_slices=options.max_slices_per_case,
                                 progress=progress, soft_labels=True,
-                                empty_share=options.empty_slice_share)
+                                empty_share=options.empty_slice_share,
+                                antialias=options.input_antialias)
     val_set = build_slice_set(val, "lung", max_slices=options.max_slices_per_case,
-                              progress=progress)
+                              progress=progress, antialias=options.input_antialias)
     logger.info("Lung slices: %d training, %d validation.", len(train_set), len(val_set))
     model = build_network(options)
     bf16 = use_bf16(options.config.dtype, options.config.device)
@@ -94,6 +95,7 @@ def train_lung(options: TrainOptions) -> ModelSpec:
     spec = ModelSpec(
         name=options.model_name("lung"), task="lung", arch=options.arch, width=options.width,
         input_size=MODEL_INPUT_SIZE, hu_window=LUNG_HU_WINDOW, preprocessing=PREPROCESSING,
+        input_antialias=options.input_antialias,
         training=training_record(options, train, val, result)
         | {"train_slices": len(train_set), "val_slices": len(val_set),
            "empty_slice_share": options.empty_slice_share},

@@ -62,7 +62,7 @@ def _even_pick(indices: np.ndarray, limit: int | None) -> np.ndarray:
 
 def lung_samples(case: LoadedCase, max_slices: int | None = None,
                  size: int = MODEL_INPUT_SIZE, soft: bool = False,
-                 empty_share: float = EMPTY_SLICE_SHARE,
+                 empty_share: float = EMPTY_SLICE_SHARE, antialias: bool = False,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (n,1,size,size) float16, labels) of one case.
 
@@ -78,7 +78,7 @@ def lung_samples(case: LoadedCase, max_slices: int | None = None,
     with_lung = _even_pick(np.flatnonzero(has_lung), max_slices)
     n_empty = int(round(empty_share * with_lung.size))
     picked = np.sort(np.concatenate([with_lung, _even_pick(np.flatnonzero(~has_lung), n_empty)]))
-    images = lung_model_input(case.volume.hu[picked], size=size).half()
+    images = lung_model_input(case.volume.hu[picked], size=size, antialias=antialias).half()
     if soft:
         onehot = F.one_hot(torch.as_tensor(case.lung[picked]).long().clamp(0, 2), 3)
         shares = F.interpolate(onehot.permute(0, 3, 1, 2).float(), size=(size, size),
@@ -104,7 +104,7 @@ Selection = tuple[np.ndarray | None, CropBox | None]  # (slice indices picked, R
 
 def classifier_samples(case: LoadedCase, lung: np.ndarray | None = None,
                        max_slices: int | None = None, size: int = MODEL_INPUT_SIZE,
-                       selection: Selection | None = None,
+                       selection: Selection | None = None, antialias: bool = False,
                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(images (n,1,size,size) float16, labels (n,) float32) of the lung slices of one case.
 
@@ -121,7 +121,8 @@ def classifier_samples(case: LoadedCase, lung: np.ndarray | None = None,
     picked, box = selection or classifier_selection(case, lung, max_slices)
     if picked is None:
         return None
-    images = classifier_input(case.volume.hu[picked], box, size=size).half()
+    images = classifier_input(case.volume.hu[picked], box, size=size,
+                              antialias=antialias).half()
     return images, torch.as_tensor(labels[picked], dtype=torch.float32)
 
 
@@ -159,18 +160,23 @@ def infection_maps(case: LoadedCase, max_slices: int | None = None,
 def build_slice_set(records: Sequence[CaseRecord], task: str, *, max_slices: int | None = None,
                     loader: Callable[[CaseRecord], LoadedCase] = load_case,
                     progress: bool = True, soft_labels: bool = False,
-                    empty_share: float = EMPTY_SLICE_SHARE) -> SliceSet:
-    """Samples of every case for task 'lung' (soft_labels: area shares) or 'classifier'."""
+                    empty_share: float = EMPTY_SLICE_SHARE, antialias: bool = False) -> SliceSet:
+    """Samples of every case for task 'lung' (soft_labels: area shares) or 'classifier'.
+
+    `antialias`: how images are shrunk to the model input (`preprocess.resize_slices`).
+    """
     images, targets, owners, ids, maps = [], [], [], [], []
     for record in tqdm(records, desc=f"{task} slices", disable=not progress, leave=False):
         case = loader(record)
         selection = None
         if task == "lung":
-            sample = lung_samples(case, max_slices, soft=soft_labels, empty_share=empty_share)
+            sample = lung_samples(case, max_slices, soft=soft_labels, empty_share=empty_share,
+                                  antialias=antialias)
         else:  # one ROI box and slice pick for the images and the infection maps
             if case.lung is not None:
                 selection = classifier_selection(case, case.lung, max_slices)
-            sample = classifier_samples(case, max_slices=max_slices, selection=selection)
+            sample = classifier_samples(case, max_slices=max_slices, selection=selection,
+                                        antialias=antialias)
         if sample is None or sample[0].shape[0] == 0:
             continue
         owners.append(np.full(sample[0].shape[0], len(ids)))
