@@ -159,11 +159,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from covidct.models.registry import list_specs, write_card
+from covidct.train import classifier_training, lung_training
 models, tasks = Path(sys.argv[1]), {"plain": set(), "lung": {"lung"},
                                     "both": {"lung", "classifier"}}[sys.argv[2]]
+described = {"lung": lung_training.PREPROCESSING, "classifier": classifier_training.PREPROCESSING}
 for spec in list_specs(models):
-    write_card(replace(spec, input_antialias=spec.task in tasks), models / f"{spec.name}.json")
-    print(spec.name, "input_antialias", spec.task in tasks)
+    spec = replace(spec, input_antialias=spec.task in tasks,
+                   preprocessing=described[spec.task])
+    write_card(spec, models / f"{spec.name}.json")
+    print(spec.name, "input_antialias", spec.input_antialias)
 PYEOF
   # Thresholds on the classifier's validation cases, with the lung model's masks (as at
   # inference); the weights (and their sha256) are unchanged, the card is rewritten.
