@@ -160,8 +160,9 @@ from dataclasses import replace
 from pathlib import Path
 from covidct.models.registry import list_specs, write_card
 from covidct.train import classifier_training, lung_training
-models, tasks = Path(sys.argv[1]), {"plain": set(), "lung": {"lung"},
-                                    "both": {"lung", "classifier"}}[sys.argv[2]]
+sys.path.insert(0, "benchmarks")
+from input_antialias_selection import VARIANTS  # the variants the selection compared
+models, tasks = Path(sys.argv[1]), VARIANTS[sys.argv[2]]
 described = {"lung": lung_training.PREPROCESSING, "classifier": classifier_training.PREPROCESSING}
 for spec in list_specs(models):
     spec = replace(spec, input_antialias=spec.task in tasks,
