@@ -7,10 +7,10 @@ reference lung masks: mean Dice over all, clean and infected cases.
 
     .venv/bin/python benchmarks/lung_model_selection.py --data DIR \
         --candidate DIR/lung-NAME.json --incumbent DIR/lung-NAME.json \
-        [--extra DIR] [--out FILE]
+        [--extra DIR ...] [--out FILE]
 
-`--extra DIR`: every case of a further corpus that neither model trained on (e.g. a
-calibration corpus with other scanner parameters), summarised separately.
+`--extra DIR` (repeatable): every case of a further corpus that neither model trained on
+(e.g. a calibration corpus with other scanner parameters), summarised separately.
 
 Note: the incumbent may have trained on some of these cases (another split of other data);
 that favours the incumbent, so a candidate that still scores higher is better.
@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--candidate", type=Path, required=True, help="model card (.json)")
     parser.add_argument("--incumbent", type=Path, required=True, help="model card (.json)")
-    parser.add_argument("--extra", type=Path, help="a corpus neither model trained on")
+    parser.add_argument("--extra", type=Path, action="append", default=[],
+                        help="a corpus neither model trained on (repeatable)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     specs = {"candidate": read_card(args.candidate), "incumbent": read_card(args.incumbent)}
@@ -46,9 +47,9 @@ def main() -> None:
                             else args.incumbent.parent) for k, spec in specs.items()}
     wanted = set(specs["candidate"].training["val_case_ids"])
     records = [r for r in discover_cases(args.data) if r.case_id in wanted]
-    if args.extra is not None:
-        records += [replace(r, case_id=f"{args.extra.name}/{r.case_id}")
-                    for r in discover_cases(args.extra)]
+    for extra in args.extra:
+        records += [replace(r, case_id=f"{extra.name}/{r.case_id}")
+                    for r in discover_cases(extra)]
     lines = [f"# {os.cpu_count()} CPUs; {len(records)} validation cases of "
              f"{specs['candidate'].name} ({args.candidate}) from {args.data}",
              f"# incumbent: {args.incumbent} ({models['incumbent'].sha256[:12]}); candidate "
@@ -66,8 +67,9 @@ def main() -> None:
         lines.append(" ".join(row))
         print(lines[-1], flush=True)
     groups = {"validation split": lambda c: "/" not in c}
-    if args.extra is not None:
-        groups[f"{args.extra.name} (extra)"] = lambda c: c.startswith(f"{args.extra.name}/")
+    for extra in args.extra:
+        groups[f"{extra.name} (extra)"] = lambda c, name=extra.name: c.startswith(f"{name}/")
+    if args.extra:
         groups["all"] = lambda c: True
     n_summary = 0
     for group, member in groups.items():

@@ -4,7 +4,8 @@
 #   benchmarks/train_default_models.sh [corpus|lung|classifier|calibrate|evaluate|install|all]
 #
 # Each stage's output goes to benchmarks/results/train_<stage>.txt. Seeds: training corpora
-# 1000-1005 (validation = 20 % of the cases of each run, split by case with seed 0),
+# 1000-1006 (validation = 20 % of the cases of each run, split by case with seed 0; a
+# resumed run keeps its checkpoint's validation cases unless --resplit),
 # calibration corpora 3000-3001 (choice between versions, thresholds), test corpora 2000
 # (512 matrix, 1.25-3 mm slices) and 2001 (0.6-0.9 mm slices, heavier noise: outside every
 # training range). Test corpora are used only for the figures in the model cards, never for
@@ -80,6 +81,13 @@ if [[ $stage == corpus || $stage == all ]]; then
     ln -sfn "$d" "$WORK/train_cls3/scan_$(basename "$d")"; done
   for d in "$WORK"/train_severe3/case_*; do
     ln -sfn "$d" "$WORK/train_lung3/severe3_$(basename "$d")"; done
+  # Version 4 data (lung only): 24 more very severe 512-matrix cases, 55-85 % involved.
+  run corpus $COVIDCT synth "$WORK/train_severe4" --cases 24 --seed 1006 --matrix 512 \
+      --slice-mm 1 5 --noise-hu 8 60 --covid-fraction 1 --severity 0.55 0.85 --workers 2 --quiet
+  mkdir -p "$WORK/train_lung4"
+  for d in "$WORK"/train_lung3/*; do ln -sfn "$(readlink -f "$d")" "$WORK/train_lung4/$(basename "$d")"; done
+  for d in "$WORK"/train_severe4/case_*; do
+    ln -sfn "$d" "$WORK/train_lung4/severe4_$(basename "$d")"; done
 fi
 MODELS="$WORK/final"  # the shipped set: version 3 of both models, thresholds, figures
 # The lung and classifier runs are independent (one checkpoint per task) and ran side by
@@ -103,15 +111,41 @@ if [[ $stage == lung || $stage == all ]]; then
   OMP_NUM_THREADS=1 run lung $COVIDCT -v train lung --data "$WORK/train_lung3" \
       --out "$WORK/lung_v3" --arch unet_vgg16 --width 0.125 --epochs 32 --steps-per-epoch 150 \
       --batch-size 12 --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 \
-      --no-input-antialias --resume --no-progress
+      --no-input-antialias --resume --resplit --no-progress
   # Version 3 against version 2 on version 3's validation split and on the 512-matrix
   # calibration corpus (seed 3001, never trained on); 3D Dice through covidct.lung.
   run lung $PY benchmarks/lung_model_selection.py --data "$WORK/train_lung3" \
       --candidate "$WORK/lung_v3/lung-unet-vgg16-w0125.json" \
       --incumbent "$WORK/lung_v2/lung-unet-vgg16-w0125.json" --extra "$WORK/calibrate2" \
       --out "$RESULTS/lung_model_selection.txt"
+  # Version 4 (shipped): version 3 continued to epoch 42 on 280 cases (+ 24 very severe,
+  # 55-85 % involved), now with antialiased inputs (as version 3 runs since the calibrate
+  # stage chose them); validation on version 3's cases (kept by --resume). Two threads.
+  mkdir -p "$WORK/lung_v4"
+  cp "$WORK/lung_v3/checkpoint-lung.pt" "$WORK/lung_v4/"
+  run lung $COVIDCT -v train lung --data "$WORK/train_lung4" \
+      --out "$WORK/lung_v4" --arch unet_vgg16 --width 0.125 --epochs 42 --steps-per-epoch 150 \
+      --batch-size 12 --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 \
+      --input-antialias --resume --no-progress
+  # Version 4 against version 3 as it ran when shipped (antialiased input), on the
+  # validation cases and on two corpora neither trained on (512 matrix; heavy noise).
+  run lung $PY - "$WORK/lung_v3" "$WORK/lung_v3aa" <<'PYEOF'
+import shutil, sys
+from dataclasses import replace
+from pathlib import Path
+from covidct.models.registry import read_card, write_card
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+dst.mkdir(exist_ok=True)
+spec = read_card(src / "lung-unet-vgg16-w0125.json")
+shutil.copy(src / spec.weights_file, dst / spec.weights_file)
+write_card(replace(spec, input_antialias=True), dst / "lung-unet-vgg16-w0125.json")
+PYEOF
+  run lung $PY benchmarks/lung_model_selection.py --data "$WORK/train_lung4" \
+      --candidate "$WORK/lung_v4/lung-unet-vgg16-w0125.json" \
+      --incumbent "$WORK/lung_v3aa/lung-unet-vgg16-w0125.json" --extra "$WORK/calibrate2" \
+      --extra "$WORK/val_noisy" --out "$RESULTS/lung_model_selection_v4.txt"
   mkdir -p "$MODELS"
-  cp "$WORK"/lung_v3/lung-unet-vgg16-w0125.* "$MODELS/"
+  cp "$WORK"/lung_v4/lung-unet-vgg16-w0125.* "$MODELS/"
 fi
 if [[ $stage == classifier || $stage == all ]]; then
   : > "$RESULTS/train_classifier.txt"
@@ -126,7 +160,7 @@ if [[ $stage == classifier || $stage == all ]]; then
   cp "$WORK/cls_v2/checkpoint-classifier.pt" "$WORK/cls_v3/"
   OMP_NUM_THREADS=1 run classifier $COVIDCT -v train classifier --data "$WORK/train_cls3" \
       --out "$WORK/cls_v3" --arch resnet18 --width 0.5 --epochs 50 --steps-per-epoch 150 \
-      --batch-size 16 --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --resume \
+      --batch-size 16 --lr 1e-3 --seed 0 --slices-per-case 64 --patience 8 --resume --resplit \
       --no-input-antialias --no-progress
   # Version 3 against version 2, both with the version 3 lung model, on the two calibration
   # corpora (seeds 3000 and 3001; neither version trained on them).

@@ -148,6 +148,45 @@ def test_train_commands_end_to_end(tmp_path: Path) -> None:
     assert read_card(out / "plain.json").input_antialias is False
 
 
+def test_resume_keeps_the_checkpoints_validation_cases(tmp_path: Path) -> None:
+    """Grown data: the first run's validation cases stay out of training; new cases train."""
+    data = write_dataset(tmp_path / "data", n_cases=4)
+    out = tmp_path / "models"
+    common = ["--data", str(data), "--out", str(out), "--batch-size", "4", "--width", "0.0625",
+              "--steps-per-epoch", "1", "--val-fraction", "0.5", "--no-progress",
+              "--no-input-antialias"]
+    assert main(["train", "lung", *common, "--epochs", "1"]) == 0
+    first = read_card(out / "lung-unet-vgg16-w00625.json").training
+    assert "--no-input-antialias" in first["command"]
+    extra = write_dataset(tmp_path / "extra", n_cases=6)
+    for name in ("case_004", "case_005"):
+        (extra / name).rename(data / name)
+    assert main(["train", "lung", *common, "--epochs", "2", "--resume"]) == 0
+    second = read_card(out / "lung-unet-vgg16-w00625.json").training
+    assert second["val_case_ids"] == first["val_case_ids"]
+    assert second["train_cases"] == first["train_cases"] + 2
+    # --resplit splits the six cases afresh, as a first run on them would
+    from covidct.train.datasets import discover_cases, split_cases
+
+    fresh = [r.case_id for r in split_cases(discover_cases(data), (0.5, 0.5), seed=0)[1]]
+    assert main(["train", "lung", *common, "--epochs", "3", "--resume", "--resplit"]) == 0
+    assert read_card(out / "lung-unet-vgg16-w00625.json").training["val_case_ids"] == fresh
+    # a checkpoint whose validation cases are gone is refused with a clear error
+    for name in first["val_case_ids"]:
+        (data / name).rename(tmp_path / name)
+    assert main(["train", "lung", *common, "--epochs", "4", "--resume"]) == 2
+
+
+def test_validation_key_names_the_input_resize() -> None:
+    from covidct.train.datasets import CaseRecord
+    from covidct.train.loop import validation_ids, validation_key
+
+    records = [CaseRecord(case_id=i, layout="synth", image=Path(i)) for i in ("b", "a")]
+    assert validation_key(records, True) != validation_key(records, False)
+    assert validation_ids(validation_key(records, True)) == ["a", "b"]
+    assert validation_ids("a,b") == ["a", "b"]  # keys written before the resize was named
+
+
 def test_train_rejects_missing_resume_checkpoint(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "data", n_cases=4)
     code = main(["train", "lung", "--data", str(data), "--out", str(tmp_path / "o"),

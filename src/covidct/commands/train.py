@@ -8,6 +8,7 @@ from pathlib import Path
 
 HELP = "train the lung segmentation model or the slice classifier on a dataset"
 DEFAULTS = {"lung": ("unet_vgg16", 0.125), "classifier": ("resnet18", 0.5)}
+NEGATABLE = {"input_antialias"}  # flags whose default is on: recorded when switched off
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="share of the cases held out for validation (split by case)")
         p.add_argument("--slices-per-case", type=int, default=48,
                        help="training slices taken per case (evenly spaced)")
-        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-TASK.pt")
+        p.add_argument("--resume", action="store_true",
+                       help="continue from OUT/checkpoint-TASK.pt, validating on its "
+                            "validation cases (cases new to --data train)")
+        p.add_argument("--resplit", action="store_true",
+                       help="with --resume: split --data afresh instead of keeping the "
+                            "checkpoint's validation cases (how v3 was trained)")
         p.add_argument("--device", default="cpu", help="cpu or cuda")
         p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
                        help="autocast precision (auto: bf16 where the CPU runs it natively)")
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, arch=args.arch, width=args.width, layout=args.layout,
         name=args.name, val_fraction=args.val_fraction,
         max_slices_per_case=args.slices_per_case, pretrained=args.pretrained,
-        resume=args.resume, command=_command_line(args), config=config,
+        resume=args.resume, resplit=args.resplit, command=_command_line(args), config=config,
         lung_model=getattr(args, "lung_model", None), input_antialias=args.input_antialias,
         **({"empty_slice_share": args.empty_slices}
            if getattr(args, "empty_slices", None) is not None else {}))
@@ -94,6 +100,9 @@ def _command_line(args: argparse.Namespace) -> str:
     """The equivalent command line, for the model card."""
     words = ["covidct", "train", args.task]
     for key, value in vars(args).items():
+        if key in NEGATABLE and value is False:  # an --x/--no-x flag switched off
+            words.append("--no-" + key.replace("_", "-"))
+            continue
         if key in ("run", "command", "task", "verbose") or value in (None, False):
             continue
         words.append("--" + key.replace("_", "-"))

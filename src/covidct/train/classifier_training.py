@@ -132,7 +132,7 @@ def calibrate(model: nn.Module, spec: ModelSpec, options: TrainOptions, val: lis
 
 def train_classifier(options: TrainOptions) -> ModelSpec:
     """Train, calibrate thresholds on validation, write NAME.safetensors + NAME.json."""
-    train, val = split_train_val(options)
+    train, val = split_train_val(options, "classifier")
     progress = options.config.progress
     train_set = build_slice_set(train, "classifier", max_slices=options.max_slices_per_case,
                                 progress=progress, antialias=options.input_antialias)
@@ -157,7 +157,7 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
 
     result = fit(trained, train_set.images, targets, make_loss(pos_weight), validate,
                  options.config, options.out, resume=options.resume, task="classifier",
-                 val_key=validation_key(val),
+                 val_key=validation_key(val, options.input_antialias),
                  metric_name="auc")
     probs = predict_probs(model, val_set.images, bf16=bf16)
     spec = ModelSpec(

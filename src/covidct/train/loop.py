@@ -4,8 +4,9 @@ A task supplies the loss of a batch and a validation metric (higher is better); 
 shuffles, augments, runs under bf16 autocast where the device supports it natively,
 shows a tqdm bar with the running loss and the last validation metric, writes
 `checkpoint-<task>.pt` (model, optimiser, RNG, history) after each epoch, and keeps
-the best state. `--resume` continues from that checkpoint. Also: the options, case split
-and network construction that the lung and classifier trainings share.
+the best state. `--resume` continues from that checkpoint, validating on the cases it
+validated on (new cases in --data train), unless `--resplit` splits the data afresh.
+Also: the options, case split and network construction the two trainings share.
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def fit(model: nn.Module, images: torch.Tensor,
         stale, history, best_state = ckpt["stale"], ckpt["history"], ckpt["best_state"]
         if ckpt.get("val_key", "") != val_key:
             best, stale = _rescore(model, best_state, val_fn), 0
-            logger.warning("--resume: the checkpoint was validated on other cases; its best "
-                           "state (epoch %d) scores %s %.4f on these.", best_epoch,
+            logger.warning("--resume: the checkpoint was validated on other cases or inputs; "
+                           "its best state (epoch %d) scores %s %.4f on these.", best_epoch,
                            metric_name, best)
         logger.info("Resumed from %s at epoch %d (best %s %.4f).", ckpt_path, start_epoch,
                     metric_name, best)
@@ -222,6 +223,7 @@ class TrainOptions:
     lung_model: Path | None = None  # classifier: calibrate thresholds on this lung model's masks
     input_antialias: bool = True  # preprocess.resize_slices; stored in the model card
     resume: bool = False
+    resplit: bool = False  # with resume: split --data afresh, not keep the checkpoint's split
     command: str = ""  # the command line, recorded in the model card
     config: TrainConfig = field(default_factory=TrainConfig)
 
@@ -232,11 +234,29 @@ class TrainOptions:
         return f"{task}-{self.arch.replace('_', '-')}{width}"
 
 
-def split_train_val(options: TrainOptions) -> tuple[list[CaseRecord], list[CaseRecord]]:
-    """Cases of --data split by case (stratified by label) into training and validation."""
+def split_train_val(options: TrainOptions, task: str) -> tuple[list[CaseRecord], list[CaseRecord]]:
+    """Cases of --data split by case (stratified by label) into training and validation.
+
+    A resumed run keeps the checkpoint's validation cases (a fresh split of grown data
+    would move cases the network trained on into validation); cases new to --data train.
+    """
     records = discover_cases(options.data, options.layout)
-    train, val = split_cases(records, (1.0 - options.val_fraction, options.val_fraction),
-                             seed=options.config.seed)
+    kept = _checkpoint_validation_ids(options, task)
+    if kept is not None:
+        by_id = {r.case_id: r for r in records}
+        missing = sorted(set(kept) - set(by_id))
+        if missing:
+            raise ConfigError(
+                f"--resume: {len(missing)} of the checkpoint's validation cases are not in "
+                f"{options.data} (e.g. {missing[0]}); resume on data that holds them, or pass "
+                "--resplit to split the data afresh.")
+        val = [by_id[i] for i in sorted(kept)]
+        train = [r for r in records if r.case_id not in set(kept)]
+        logger.info("Kept the checkpoint's %d validation cases; %d training cases.",
+                    len(val), len(train))
+    else:
+        train, val = split_cases(records, (1.0 - options.val_fraction, options.val_fraction),
+                                 seed=options.config.seed)
     if not train or not val:
         raise DataError(f"{len(records)} cases in {options.data} cannot be split into training "
                         f"and validation ({options.val_fraction:.0%}); add cases.")
@@ -244,9 +264,29 @@ def split_train_val(options: TrainOptions) -> tuple[list[CaseRecord], list[CaseR
     return train, val
 
 
-def validation_key(val: list[CaseRecord]) -> str:
-    """Names a validation split for `fit(val_key=...)`: its sorted case ids."""
-    return ",".join(sorted(r.case_id for r in val))
+def _checkpoint_validation_ids(options: TrainOptions, task: str) -> list[str] | None:
+    """The validation case ids of the checkpoint a resumed run continues, if it keeps them."""
+    path = Path(options.out) / CHECKPOINT.format(task=task)
+    if not options.resume or options.resplit or not path.is_file():
+        return None  # a missing checkpoint is reported by fit()
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return validation_ids(str(ckpt.get("val_key", "")))
+
+
+def validation_key(val: list[CaseRecord], input_antialias: bool) -> str:
+    """Names a validation set for `fit(val_key=...)`: the input resize and the case ids.
+
+    A resumed checkpoint scored on another key is re-scored, so a change of either (other
+    cases, or inputs shrunk another way) never compares scores from different inputs.
+    """
+    ids = ",".join(sorted(r.case_id for r in val))
+    return f"antialias={int(input_antialias)};{ids}"
+
+
+def validation_ids(key: str) -> list[str]:
+    """The case ids of a `validation_key` (also of older keys, which held the ids alone)."""
+    ids = key.rpartition(";")[2]
+    return ids.split(",") if ids else []
 
 
 def build_network(options: TrainOptions) -> nn.Module:

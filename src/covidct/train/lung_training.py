@@ -71,7 +71,7 @@ def lung_dice(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
 
 def train_lung(options: TrainOptions) -> ModelSpec:
     """Train, keep the best validation epoch, write NAME.safetensors + NAME.json in --out."""
-    train, val = split_train_val(options)
+    train, val = split_train_val(options, "lung")
     progress = options.config.progress
     train_set = build_slice_set(train, "lung", max_slices=options.max_slices_per_case,
                                 progress=progress, soft_labels=True,
@@ -89,7 +89,7 @@ def train_lung(options: TrainOptions) -> ModelSpec:
 
     result = fit(model, train_set.images, train_set.targets, lung_loss, validate,
                  options.config, options.out, resume=options.resume, task="lung",
-                 val_key=validation_key(val),
+                 val_key=validation_key(val, options.input_antialias),
                  metric_name="dice")
     final = lung_dice(predict_labels(model, val_set.images, bf16=bf16), val_set.targets)
     spec = ModelSpec(
