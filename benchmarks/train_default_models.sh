@@ -125,7 +125,7 @@ if [[ $stage == lung || $stage == all ]]; then
   for v in 4 5; do
     mkdir -p "$WORK/lung_v$v"
     cp "$WORK/lung_v3/checkpoint-lung.pt" "$WORK/lung_v$v/"
-    resize=$([[ $v == 4 ]] && echo --input-antialias || echo --no-input-antialias)
+    resize=$([[ $v == 4 ]] && echo --train-antialias || echo --no-input-antialias)
     run lung $COVIDCT -v train lung --data "$WORK/train_lung4" \
         --out "$WORK/lung_v$v" --arch unet_vgg16 --width 0.125 --epochs 42 --steps-per-epoch 150 \
         --batch-size 12 --lr 3e-3 --seed 0 --slices-per-case 32 --patience 6 --empty-slices 0.3 \

@@ -143,9 +143,13 @@ def test_train_commands_end_to_end(tmp_path: Path) -> None:
     assert json.loads(cards[1].read_text())["task"] == "lung"
     # the input resize the weights were trained with is recorded (default: antialiased)
     assert bundle.lung.spec.input_antialias and bundle.classifier.spec.input_antialias
+    # ... while training shrank its own inputs plainly (default), keeping the scanner noise
+    assert bundle.lung.spec.training["train_input_antialias"] is False
     assert main(["train", "lung", *common, "--width", "0.0625", "--name", "plain",
-                 "--no-input-antialias"]) == 0
-    assert read_card(out / "plain.json").input_antialias is False
+                 "--no-input-antialias", "--train-antialias"]) == 0
+    plain = read_card(out / "plain.json")
+    assert plain.input_antialias is False and plain.training["train_input_antialias"] is True
+    assert "--no-input-antialias --train-antialias" in plain.training["command"]
 
 
 def test_resume_keeps_the_checkpoints_validation_cases(tmp_path: Path) -> None:

@@ -135,9 +135,9 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
     train, val = split_train_val(options, "classifier")
     progress = options.config.progress
     train_set = build_slice_set(train, "classifier", max_slices=options.max_slices_per_case,
-                                progress=progress, antialias=options.input_antialias)
+                                progress=progress, antialias=options.train_antialias)
     val_set = build_slice_set(val, "classifier", max_slices=None, progress=progress,
-                              antialias=options.input_antialias)
+                              antialias=options.train_antialias)
     positives = float(train_set.targets.sum())
     pos_weight = min(MAX_POS_WEIGHT, (len(train_set) - positives) / max(positives, 1.0))
     logger.info("Classifier slices: %d training (%d positive), %d validation.",
@@ -157,7 +157,7 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
 
     result = fit(trained, train_set.images, targets, make_loss(pos_weight), validate,
                  options.config, options.out, resume=options.resume, task="classifier",
-                 val_key=validation_key(val, options.input_antialias),
+                 val_key=validation_key(val, options.train_antialias),
                  metric_name="auc")
     probs = predict_probs(model, val_set.images, bf16=bf16)
     spec = ModelSpec(

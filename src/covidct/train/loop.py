@@ -221,7 +221,10 @@ class TrainOptions:
     empty_slice_share: float = EMPTY_SLICE_SHARE  # lung: lungless slices per lung slice taken
     pretrained: Path | None = None
     lung_model: Path | None = None  # classifier: calibrate thresholds on this lung model's masks
-    input_antialias: bool = True  # preprocess.resize_slices; stored in the model card
+    input_antialias: bool = True  # how inference shrinks inputs; stored in the model card
+    # how training and validation shrink inputs: plain sampling keeps the per-pixel noise,
+    # which made the lung model more robust to heavy noise (v4 against v5)
+    train_antialias: bool = False
     resume: bool = False
     resplit: bool = False  # with resume: split --data afresh, not keep the checkpoint's split
     command: str = ""  # the command line, recorded in the model card
@@ -273,14 +276,14 @@ def _checkpoint_validation_ids(options: TrainOptions, task: str) -> list[str] | 
     return validation_ids(str(ckpt.get("val_key", "")))
 
 
-def validation_key(val: list[CaseRecord], input_antialias: bool) -> str:
+def validation_key(val: list[CaseRecord], antialias: bool) -> str:
     """Names a validation set for `fit(val_key=...)`: the input resize and the case ids.
 
     A resumed checkpoint scored on another key is re-scored, so a change of either (other
     cases, or inputs shrunk another way) never compares scores from different inputs.
     """
     ids = ",".join(sorted(r.case_id for r in val))
-    return f"antialias={int(input_antialias)};{ids}"
+    return f"antialias={int(antialias)};{ids}"
 
 
 def validation_ids(key: str) -> list[str]:
@@ -315,6 +318,7 @@ def training_record(options: TrainOptions, train: list[CaseRecord], val: list[Ca
         "bf16_autocast": getattr(fit_result, "bf16", None),
         "pretrained": str(options.pretrained) if options.pretrained else None,
         "lung_model": str(options.lung_model) if options.lung_model else None,
+        "train_input_antialias": options.train_antialias,
         "command": options.command,
         "history": getattr(fit_result, "history", []),
     }

@@ -76,9 +76,9 @@ def train_lung(options: TrainOptions) -> ModelSpec:
     train_set = build_slice_set(train, "lung", max_slices=options.max_slices_per_case,
                                 progress=progress, soft_labels=True,
                                 empty_share=options.empty_slice_share,
-                                antialias=options.input_antialias)
+                                antialias=options.train_antialias)
     val_set = build_slice_set(val, "lung", max_slices=options.max_slices_per_case,
-                              progress=progress, antialias=options.input_antialias)
+                              progress=progress, antialias=options.train_antialias)
     logger.info("Lung slices: %d training, %d validation.", len(train_set), len(val_set))
     model = build_network(options)
     bf16 = use_bf16(options.config.dtype, options.config.device)
@@ -89,7 +89,7 @@ def train_lung(options: TrainOptions) -> ModelSpec:
 
     result = fit(model, train_set.images, train_set.targets, lung_loss, validate,
                  options.config, options.out, resume=options.resume, task="lung",
-                 val_key=validation_key(val, options.input_antialias),
+                 val_key=validation_key(val, options.train_antialias),
                  metric_name="dice")
     final = lung_dice(predict_labels(model, val_set.images, bf16=bf16), val_set.targets)
     spec = ModelSpec(
