@@ -173,6 +173,10 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
         description="ResNet slice classifier: p(abnormal) per lung slice; the seed's head "
                     "(two dense layers, sigmoid applied at inference).",
     )
+    if options.input_antialias != options.train_antialias:  # thresholds on inference's inputs
+        val_set = build_slice_set(val, "classifier", max_slices=None, progress=progress,
+                                  antialias=options.input_antialias)
+        probs = predict_probs(model, val_set.images, bf16=bf16)
     slice_t, case_t, calibration = calibrate(model, spec, options, val, val_set, probs)
     spec = replace(spec, slice_threshold=round(slice_t, 6), case_threshold=round(case_t, 6),
                    training=spec.training | {"calibration": calibration})

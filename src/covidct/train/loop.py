@@ -247,14 +247,15 @@ def split_train_val(options: TrainOptions, task: str) -> tuple[list[CaseRecord],
     kept = _checkpoint_validation_ids(options, task)
     if kept is not None:
         by_id = {r.case_id: r for r in records}
-        missing = sorted(set(kept) - set(by_id))
+        missing = sorted(set(kept) - by_id.keys())
         if missing:
             raise ConfigError(
                 f"--resume: {len(missing)} of the checkpoint's validation cases are not in "
                 f"{options.data} (e.g. {missing[0]}); resume on data that holds them, or pass "
                 "--resplit to split the data afresh.")
-        val = [by_id[i] for i in sorted(kept)]
-        train = [r for r in records if r.case_id not in set(kept)]
+        kept_ids = set(kept)
+        val = [by_id[i] for i in sorted(kept_ids)]
+        train = [r for r in records if r.case_id not in kept_ids]
         logger.info("Kept the checkpoint's %d validation cases; %d training cases.",
                     len(val), len(train))
     else:
