@@ -5,10 +5,10 @@
 #
 # Each stage's output goes to benchmarks/results/train_<stage>.txt. Seeds: training corpora
 # 1000-1006 (validation = 20 % of the cases of each run, split by case with seed 0; a
-# resumed run keeps its checkpoint's validation cases unless --resplit),
-# calibration corpora 3000-3001 (choice between versions, thresholds), test corpora 2000
-# (512 matrix, 1.25-3 mm slices) and 2001 (0.6-0.9 mm slices, heavier noise: outside every
-# training range). Test corpora are used only for the figures in the model cards, never for
+# resumed run keeps its checkpoint's validation cases unless --resplit), calibration
+# corpora 3000-3002 (choice between versions and input resize, thresholds), test corpora
+# 2000 (512 matrix, 1.25-3 mm slices) and 2001 (0.6-0.9 mm slices, heavier noise: outside
+# every training range). Test corpora are used only for the figures in the model cards, never for
 # training, thresholds, early stopping or the choice between versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,7 +89,7 @@ if [[ $stage == corpus || $stage == all ]]; then
   for d in "$WORK"/train_severe4/case_*; do
     ln -sfn "$d" "$WORK/train_lung4/severe4_$(basename "$d")"; done
 fi
-MODELS="$WORK/final"  # the shipped set: version 3 of both models, thresholds, figures
+MODELS="$WORK/final"  # the shipped set: lung v5, classifier v3, thresholds, figures
 # The lung and classifier runs are independent (one checkpoint per task) and ran side by
 # side with one thread each. Version 2 trains from scratch; version 3 continues version 2's
 # checkpoint (--resume: same optimiser, the learning-rate schedule stretched to the new

@@ -150,6 +150,12 @@ def test_train_commands_end_to_end(tmp_path: Path) -> None:
     plain = read_card(out / "plain.json")
     assert plain.input_antialias is False and plain.training["train_input_antialias"] is True
     assert "--no-input-antialias --train-antialias" in plain.training["command"]
+    # without --lung-model the thresholds come from the reference masks' slices, shrunk as
+    # the card tells inference to (antialiased; training shrank them plainly)
+    assert main(["train", "classifier", *common, "--width", "0.125", "--name", "ref"]) == 0
+    ref = read_card(out / "ref.json")
+    assert ref.training["calibration"]["lung_masks"] == "reference"
+    assert 0.0 <= ref.slice_threshold <= 1.0 and ref.case_threshold is not None
 
 
 def test_resume_keeps_the_checkpoints_validation_cases(tmp_path: Path) -> None:

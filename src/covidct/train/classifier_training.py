@@ -173,7 +173,9 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
         description="ResNet slice classifier: p(abnormal) per lung slice; the seed's head "
                     "(two dense layers, sigmoid applied at inference).",
     )
-    if options.input_antialias != options.train_antialias:  # thresholds on inference's inputs
+    if options.lung_model is None and options.input_antialias != options.train_antialias:
+        # thresholds from the reference-mask slices, shrunk as inference will shrink them
+        # (with --lung-model, calibrate() runs the inference path itself)
         val_set = build_slice_set(val, "classifier", max_slices=None, progress=progress,
                                   antialias=options.input_antialias)
         probs = predict_probs(model, val_set.images, bf16=bf16)
