@@ -28,6 +28,7 @@ VARIANTS = {"plain": set(), "lung": {"lung"}, "both": {"lung", "classifier"}}
 
 
 def models_with(models: Path, tasks: set[str], into: Path) -> Path:
+    """Copies of the models in `models` into `into`, antialiasing the inputs of `tasks`."""
     into.mkdir(parents=True, exist_ok=True)
     for spec in list_specs(models):
         shutil.copy(models / spec.weights_file, into / spec.weights_file)

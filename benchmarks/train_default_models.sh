@@ -135,17 +135,9 @@ if [[ $stage == lung || $stage == all ]]; then
   # calibrate stage chose it), on the validation cases and on two corpora none trained on
   # (512 matrix; heavy noise).
   for v in 3 5; do
-    run lung $PY - "$WORK/lung_v$v" "$WORK/lung_v${v}aa" <<'PYEOF'
-import shutil, sys
-from dataclasses import replace
-from pathlib import Path
-from covidct.models.registry import read_card, write_card
-src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-dst.mkdir(exist_ok=True)
-spec = read_card(src / "lung-unet-vgg16-w0125.json")
-shutil.copy(src / spec.weights_file, dst / spec.weights_file)
-write_card(replace(spec, input_antialias=True), dst / "lung-unet-vgg16-w0125.json")
-PYEOF
+    run lung $PY -c 'import sys; from pathlib import Path; sys.path.insert(0, "benchmarks")
+from input_antialias_selection import models_with
+models_with(Path(sys.argv[1]), {"lung"}, Path(sys.argv[2]))' "$WORK/lung_v$v" "$WORK/lung_v${v}aa"
   done
   for candidate in lung_v4 lung_v5aa; do
     run lung $PY benchmarks/lung_model_selection.py --data "$WORK/train_lung4" \
