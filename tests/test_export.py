@@ -44,7 +44,7 @@ def test_result_json_schema(written):
     assert set(doc["decision"]) >= {"label", "positive_slice_ratio", "threshold", "lung_slices",
                                     "positive_slices", "reason"}
     assert doc["decision"]["label"] == "covid-suspected"
-    assert set(doc["lung"]) == {"volume_cm3", "right_cm3", "left_cm3"}
+    assert set(doc["lung"]) == {"volume_cm3", "right_cm3", "left_cm3", "extent_mm", "airway_cm3"}
     assert set(doc["infection"]) >= {"volume_cm3", "percent_of_lung", "right_percent",
                                      "left_percent", "zones", "severity_score"}
     assert len(doc["infection"]["zones"]) == 6

@@ -66,9 +66,14 @@ def test_no_lesion_gives_not_suspected_and_zero_scores():
 
 def test_input_without_lung_is_indeterminate():
     volume, _, _ = phantom(lesion=False)
-    volume = volume.with_hu(np.full(volume.shape, 40, np.int16))
-    result = analyze(volume, AnalysisConfig(), fake_bundle())
+    # a limb: soft tissue in air, no lung anywhere
+    z, y, x = volume.shape
+    yy, xx = np.mgrid[:y, :x]
+    limb = ((yy - y / 2) ** 2 + (xx - x / 2) ** 2) < (min(y, x) / 3) ** 2
+    hu = np.where(limb[None], 40, -1000).astype(np.int16).repeat(z, axis=0)
+    result = analyze(volume.with_hu(hu), AnalysisConfig(), fake_bundle())
     assert result.decision.label == "indeterminate"
+    assert "does not show the chest" in result.decision.reason
     assert not result.lung_mask.any() and not result.heatmap.any()
     assert result.metrics.lung_volume_cm3 == 0.0 and result.metrics.severity_score == 0
 

@@ -9,7 +9,12 @@ to judge, the case is 'indeterminate' with the reason:
   without chest, an abdomen series that grazes the lung bases;
 - when per-slice lung areas and the slice spacing are given, a lung volume under
   MIN_LUNG_VOLUME_CM3 (250 cm3, ~5 % of adult lungs at inspiration): an abdomen series
-  that covers only the lung bases, a thick-slab partial scan.
+  that covers only the lung bases, a thick-slab partial scan;
+- when the lung's extent along the body axis is given, an extent under
+  MIN_LUNG_EXTENT_MM (80 mm): only the bases or the apices are in the series. Whole lungs
+  span about 200-300 mm (the real chest series in shared/data/real: 280-300 mm); the real
+  abdomen series that graze the lung bases show it over 0-40 mm
+  (benchmarks/results/coverage.txt).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ LABELS = (COVID_SUSPECTED, NOT_SUSPECTED, INDETERMINATE)
 
 MIN_LUNG_SLICES = 3
 MIN_LUNG_VOLUME_CM3 = 250.0
+MIN_LUNG_EXTENT_MM = 80.0
 
 
 @dataclass(frozen=True)
@@ -44,12 +50,15 @@ class Decision:
 
 def decide(prob: np.ndarray, has_lung: np.ndarray, slice_threshold: float,
            case_threshold: float, *, lung_area_mm2: np.ndarray | None = None,
-           slice_spacing_mm: float | None = None, min_lung_slices: int = MIN_LUNG_SLICES,
-           min_lung_volume_cm3: float = MIN_LUNG_VOLUME_CM3) -> Decision:
+           slice_spacing_mm: float | None = None, lung_extent_mm: float | None = None,
+           min_lung_slices: int = MIN_LUNG_SLICES,
+           min_lung_volume_cm3: float = MIN_LUNG_VOLUME_CM3,
+           min_lung_extent_mm: float = MIN_LUNG_EXTENT_MM) -> Decision:
     """The decision for one case.
 
     prob: (z,) p(abnormal) per slice; has_lung: (z,) bool; lung_area_mm2: optional (z,)
-    lung area per slice, with slice_spacing_mm for the lung-volume minimum.
+    lung area per slice, with slice_spacing_mm for the lung-volume minimum; lung_extent_mm:
+    optional craniocaudal extent of the lung in the series (covidct.coverage).
     """
     prob = np.asarray(prob, dtype=np.float64).reshape(-1)
     has_lung = np.asarray(has_lung, dtype=bool).reshape(-1)
@@ -69,15 +78,23 @@ def decide(prob: np.ndarray, has_lung: np.ndarray, slice_threshold: float,
               "lung_volume_cm3": volume_cm3}
 
     if lung_slices < min_lung_slices:
-        reason = ("no slice holds lung" if lung_slices == 0 else
+        reason = ("no slice holds lung: the series does not show the chest (a head, "
+                  "abdomen or limb series?)" if lung_slices == 0 else
                   f"only {lung_slices} slice(s) hold lung (minimum {min_lung_slices}): "
                   "not a chest CT or too short a series")
         return Decision(INDETERMINATE, None if lung_slices == 0 else
                         positive_slices / lung_slices, reason=reason, **common)
     ratio = positive_slices / lung_slices
+    if lung_extent_mm is not None and lung_extent_mm < min_lung_extent_mm:
+        reason = (f"the series shows lung over only {lung_extent_mm:.0f} mm along the body "
+                  f"axis (at least {min_lung_extent_mm:.0f} mm needed; whole lungs span about "
+                  "200-300 mm): only the lung bases or apices are covered, e.g. an abdomen "
+                  "or neck series. Analyse a chest CT that covers the lungs.")
+        return Decision(INDETERMINATE, ratio, reason=reason, **common)
     if volume_cm3 is not None and volume_cm3 < min_lung_volume_cm3:
-        reason = (f"only {volume_cm3:.0f} cm3 of lung in the series (minimum "
-                  f"{min_lung_volume_cm3:.0f} cm3): partial chest coverage")
+        reason = (f"only {volume_cm3:.0f} cm3 of lung in the series (at least "
+                  f"{min_lung_volume_cm3:.0f} cm3 needed): partial chest coverage or "
+                  "too little lung to decide")
         return Decision(INDETERMINATE, ratio, reason=reason, **common)
     suspected = ratio > case_threshold
     relation = ">" if suspected else "<="

@@ -10,6 +10,7 @@ and holes are filled slice by slice (consolidation inside the lung is lung).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import cc3d
@@ -18,7 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from skimage.morphology import convex_hull_image
 
+from covidct.anatomy import AIR_HU, ChestAnatomy, chest_anatomy
 from covidct.models.runtime import autocast, input_antialias, use_bf16
 from covidct.preprocess import lung_model_input
 from covidct.volume import Volume
@@ -27,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 RIGHT, LEFT = 1, 2
 MIN_COMPONENT_SHARE = 0.02  # islands smaller than this share of the largest are dropped
+NETWORK_REACH_MM = 30.0  # how far (in-plane) from aerated lung the network's lung is kept
+RIM_MM = 4.0  # network lung beyond the aerated lung thinner than ~2x this is dropped
 
 
 def predict_lung_labels(hu: np.ndarray, module: torch.nn.Module, *, batch_size: int = 16,
@@ -141,19 +146,143 @@ def postprocess_lung_mask(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def segment_lungs(volume: Volume, model: Any, *, batch_size: int = 16, dtype: str | None = None,
-                  postprocess: bool = True) -> np.ndarray:
-    """Lung mask (z, y, x) uint8 on the volume's grid: 1 right lung, 2 left lung.
+@dataclass(frozen=True)
+class ChestMasks:
+    """The lung stage's output on the input's (z, y, x) grid."""
+
+    lung: np.ndarray     # uint8: 1 right lung, 2 left lung (airway excluded)
+    airway: np.ndarray   # bool: trachea and central bronchi outside the lung mask
+    body: np.ndarray     # bool: the patient outline, holes filled
+    anatomy: ChestAnatomy
+
+
+def _dilate_in_plane(mask: np.ndarray, reach_mm: float, spacing_yx_mm: tuple[float, float]
+                     ) -> np.ndarray:
+    """Grow a (z, y, x) mask by `reach_mm` in each slice (a square: a separable max filter)."""
+    size = (1, 2 * int(round(reach_mm / spacing_yx_mm[0])) + 1,
+            2 * int(round(reach_mm / spacing_yx_mm[1])) + 1)
+    return ndimage.maximum_filter(mask.view(np.uint8), size=size) > 0
+
+
+def _disk_structure(radius_mm: float, spacing_yx_mm: tuple[float, float]) -> np.ndarray:
+    """A (1, h, w) in-plane disk of `radius_mm` (at least one pixel)."""
+    ry = max(int(round(radius_mm / spacing_yx_mm[0])), 1)
+    rx = max(int(round(radius_mm / spacing_yx_mm[1])), 1)
+    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    return ((yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0)[None]
+
+
+def _lung_hulls(parenchyma: np.ndarray, sides: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """(z, y, x) bool: the convex hull of each side's aerated lung, on the slices `where` has
+    voxels (the others stay empty)."""
+    out = np.zeros(parenchyma.shape, dtype=bool)
+    for k in np.flatnonzero(where.any(axis=(1, 2))):
+        for side in (RIGHT, LEFT):
+            part = parenchyma[k] & (sides[k] == side)
+            if part.sum() >= 3:
+                out[k] |= convex_hull_image(part)
+    return out
+
+
+def _side_map(net: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """(z, 1, x) uint8: RIGHT left of each slice's midline (patient right: low x), else LEFT.
+
+    The midline is halfway between the network's right- and left-lung centres on that slice,
+    else the centre of the body's x extent.
+    """
+    z, _, width = net.shape
+    xs = np.arange(width, dtype=np.float64)
+
+    def centre(mask: np.ndarray) -> np.ndarray:
+        counts = mask.sum(axis=1, dtype=np.float64)  # (z, x)
+        total = counts.sum(axis=1)
+        return np.where(total > 0, counts @ xs / np.maximum(total, 1), np.nan)
+
+    body_cols = body.any(axis=1)
+    first = np.where(body_cols.any(axis=1), body_cols.argmax(axis=1), 0)
+    last = np.where(body_cols.any(axis=1), width - 1 - body_cols[:, ::-1].argmax(axis=1),
+                    width - 1)
+    midline = (first + last) / 2.0
+    both = centre(net == RIGHT), centre(net == LEFT)
+    have = np.isfinite(both[0]) & np.isfinite(both[1])
+    midline[have] = (both[0][have] + both[1][have]) / 2.0
+    return np.where(xs[None, None, :] < midline[:, None, None], RIGHT, LEFT).astype(np.uint8)
+
+
+def combine_with_anatomy(hu: np.ndarray, net_labels: np.ndarray, anatomy: ChestAnatomy,
+                         spacing_mm: tuple[float, float, float],
+                         reach_mm: float = NETWORK_REACH_MM) -> tuple[np.ndarray, np.ndarray]:
+    """The lung mask from HU evidence and the network, and the airway outside it.
+
+    Lung = air (< AIR_HU) in lung-like components (covidct.anatomy), plus the network's
+    lung where it lies inside the body within `reach_mm` (in-plane) of that air (dense,
+    consolidated lung next to aerated lung), minus the central airway; then the 3D clean-up
+    and per-slice hole filling of `postprocess_lung_mask` (consolidation inside the lung is
+    lung). Returns (lung uint8 1 right / 2 left, airway bool), both (z, y, x).
+    """
+    grid = anatomy.grid
+    cross = ndimage.generate_binary_structure(2, 1)[None]
+    airway = grid.upsample(ndimage.binary_dilation(anatomy.airway, cross))
+    parenchyma = anatomy.lung_air & ~anatomy.airway
+    near = grid.upsample(_dilate_in_plane(parenchyma, reach_mm, grid.spacing_mm[1:])
+                         & anatomy.body)
+    aerated = (grid.upsample(ndimage.binary_dilation(parenchyma, cross)) & (hu < AIR_HU)
+               & ~airway)
+    net = net_labels > 0
+    extra = net & near & ~airway & ~aerated
+    if extra.any():
+        # On real scans the network's outline runs a few mm past the lung into the chest
+        # wall, diaphragm and mediastinum; consolidated lung is thicker than that rim. An
+        # opening of the network's extra region (pooled grid) keeps the thick parts only.
+        thick = ndimage.binary_opening(grid.pool(extra) > 0.5,
+                                       _disk_structure(RIM_MM, grid.spacing_mm[1:]))
+        # ...and only inside each lung's convex outline on its slice: consolidation fills
+        # the lung's shape, while the axilla, the shoulder girdle and the mediastinum the
+        # network also paints lie outside it.
+        sides_pooled = _side_map(net_labels[:, ::grid.factor, ::grid.factor],
+                                 anatomy.body)[..., :parenchyma.shape[2]]
+        thick &= _lung_hulls(parenchyma, sides_pooled, thick)
+        extra &= grid.upsample(thick)
+    lung = aerated | extra
+    sides = np.where(net, net_labels, _side_map(net_labels, grid.upsample(anatomy.body)))
+    labels = np.where(lung, sides, 0).astype(np.uint8)
+    mask = postprocess_lung_mask(labels)
+    airway_out = grid.upsample(anatomy.airway) & (hu < AIR_HU) & (mask == 0)
+    return mask, airway_out
+
+
+def segment_chest(volume: Volume, model: Any, *, batch_size: int = 16,
+                  dtype: str | None = None, reach_mm: float = NETWORK_REACH_MM) -> ChestMasks:
+    """Lung (1 right, 2 left), airway and body masks of a volume, on its grid.
 
     `model`: a LoadedModel or a lung nn.Module; dtype 'auto' (None) | 'fp32' | 'bf16'.
     """
     module = getattr(model, "module", model)
     device = next(module.parameters()).device
+    net_labels = predict_lung_labels(volume.hu, module, batch_size=batch_size,
+                                     bf16=use_bf16(dtype, device),
+                                     antialias=input_antialias(model))
+    anatomy = chest_anatomy(volume.hu, volume.spacing_mm)
+    lung, airway = combine_with_anatomy(volume.hu, net_labels, anatomy, volume.spacing_mm,
+                                        reach_mm)
+    if not lung.any():
+        logger.warning("No lung found in the volume (%s).", volume.metadata.get("source_path"))
+    return ChestMasks(lung=lung, airway=airway, body=anatomy.grid.upsample(anatomy.body),
+                      anatomy=anatomy)
+
+
+def segment_lungs(volume: Volume, model: Any, *, batch_size: int = 16, dtype: str | None = None,
+                  postprocess: bool = True, anatomy: bool = True) -> np.ndarray:
+    """Lung mask (z, y, x) uint8 on the volume's grid: 1 right lung, 2 left lung.
+
+    `model`: a LoadedModel or a lung nn.Module; dtype 'auto' (None) | 'fp32' | 'bf16'.
+    postprocess=False: the network's raw per-slice labels; anatomy=False: the network's
+    labels with the 3D clean-up only (no HU evidence), as the lung stage was before.
+    """
+    if postprocess and anatomy:
+        return segment_chest(volume, model, batch_size=batch_size, dtype=dtype).lung
+    module = getattr(model, "module", model)
+    device = next(module.parameters()).device
     labels = predict_lung_labels(volume.hu, module, batch_size=batch_size,
                                  bf16=use_bf16(dtype, device), antialias=input_antialias(model))
-    if not postprocess:
-        return labels
-    mask = postprocess_lung_mask(labels)
-    if not mask.any():
-        logger.warning("No lung found in the volume (%s).", volume.metadata.get("source_path"))
-    return mask
+    return postprocess_lung_mask(labels) if postprocess else labels

@@ -17,6 +17,7 @@ import numpy as np
 
 from covidct import case as case_mod
 from covidct.config import AnalysisConfig
+from covidct.coverage import ChestCoverage, chest_coverage
 from covidct.gradcam import fuse_cams, raw_gradcams
 from covidct.preprocess import CropBox, classifier_input, paste_back
 from covidct.volume import Volume
@@ -33,7 +34,8 @@ class CaseResult:
 
     volume: Volume
     config: AnalysisConfig          # resolved: thresholds filled in from the model cards
-    lung_mask: np.ndarray           # uint8, 1 right, 2 left
+    lung_mask: np.ndarray           # uint8, 1 right, 2 left (central airway excluded)
+    airway_mask: np.ndarray         # bool: trachea and central bronchi (covidct.anatomy)
     heatmap: np.ndarray             # float32 in [0, 1]: fused Grad-CAM x slice probability
                                     # inside the lung on the explained slices
                                     # (config.explain), else 0
@@ -46,10 +48,13 @@ class CaseResult:
     metrics: case_mod.CaseMetrics
     models: dict[str, dict[str, Any]]
     timings_s: dict[str, float] = field(default_factory=dict)
+    coverage: ChestCoverage | None = None
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(self.volume.warnings)
+        """The input's warnings, then the analysis's (one lung, ...)."""
+        extra = self.coverage.warnings if self.coverage is not None else ()
+        return tuple(self.volume.warnings) + tuple(extra)
 
 
 @contextmanager
@@ -100,10 +105,18 @@ def localization_maps(volume: Volume, lung_mask: np.ndarray, prob: np.ndarray,
 
 def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
             progress: ProgressFn | None = None) -> CaseResult:
-    """Analyse one CT volume with a loaded ModelBundle (lung, classifier)."""
+    """Analyse one CT volume with a loaded ModelBundle (lung, classifier).
+
+    Non-finite voxels are taken as padding (air, with a warning); values that are not
+    Hounsfield units raise InputError (covidct.hu_units).
+    """
     from covidct.classify import classify_slices
     from covidct.decision import decide
-    from covidct.lung import segment_lungs
+    from covidct.hu_units import replace_nonfinite, require_hounsfield
+    from covidct.lung import segment_chest
+
+    volume = replace_nonfinite(volume)
+    require_hounsfield(volume)
 
     spec = bundle.classifier.spec
     config = replace(
@@ -117,8 +130,8 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
     z = volume.shape[0]
 
     with _stage(STAGES[0], timings, progress):
-        lung_mask = np.asarray(segment_lungs(volume, bundle.lung, dtype=config.precision),
-                               dtype=np.uint8)
+        chest = segment_chest(volume, bundle.lung, dtype=config.precision)
+        lung_mask = chest.lung
 
     with _stage(STAGES[1], timings, progress):
         if lung_mask.any():
@@ -139,10 +152,13 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
 
     with _stage(STAGES[3], timings, progress):
         _, dy, dx = volume.spacing_mm
+        coverage = chest_coverage(lung_mask, has_lung, volume.slice_positions_mm(),
+                                  volume.voxel_volume_mm3)
         decision = decide(prob, has_lung, slice_threshold=config.slice_threshold,
                           case_threshold=config.case_threshold,
                           lung_area_mm2=(lung_mask > 0).sum(axis=(1, 2)) * (dy * dx),
-                          slice_spacing_mm=volume.spacing_mm[0])
+                          slice_spacing_mm=volume.spacing_mm[0],
+                          lung_extent_mm=coverage.lung_extent_mm)
         infection = case_mod.infection_mask(
             heatmap, lung_mask, positive, volume.spacing_mm,
             threshold=config.heatmap_threshold, sigma_mm=config.infection_sigma_mm,
@@ -153,7 +169,8 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
                                         volume.voxel_volume_mm3, corona)
 
     return CaseResult(
-        volume=volume, config=config, lung_mask=lung_mask, heatmap=heatmap,
+        volume=volume, config=config, lung_mask=lung_mask, airway_mask=chest.airway,
+        heatmap=heatmap, coverage=coverage,
         infection_mask=infection, prob=prob, has_lung=has_lung, positive=positive, box=box,
         decision=decision, metrics=metrics,
         models={"lung": _model_info(bundle.lung), "classifier": _model_info(bundle.classifier)},

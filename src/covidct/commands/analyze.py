@@ -13,8 +13,8 @@ from covidct.config import EXPLAIN, PRECISIONS, AnalysisConfig
 from covidct.errors import InputError
 
 HELP = "analyse one chest CT: decision, Corona score, % involvement, masks, report"
-OUTPUT_NAMES = ("result.json", "report.html", "lung_mask.nii.gz", "infection_mask.nii.gz",
-                "heatmap.nii.gz", "render_3d.png", "slice_profile.png")
+OUTPUT_NAMES = ("result.json", "report.html", "lung_mask.nii.gz", "airway_mask.nii.gz",
+                "infection_mask.nii.gz", "heatmap.nii.gz", "render_3d.png", "slice_profile.png")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +110,7 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
                       overwrite: bool = False) -> dict[str, Any]:
     """Read, analyse and write every output; returns the result.json document."""
     from covidct.export.outputs import EXPORT_STAGES, write_outputs
+    from covidct.hu_units import require_hounsfield
     from covidct.io import load_volume
     from covidct.models.registry import load_bundle
     from covidct.pipeline import STAGES, analyze
@@ -121,6 +122,7 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
         timings: dict[str, float] = {}
         progress("reading input")
         volume = load_volume(input_path, series_uid=series_uid)
+        require_hounsfield(volume)
         timings["read"] = round(time.perf_counter() - started, 3)
         progress("loading models")
         t0 = time.perf_counter()
@@ -142,6 +144,7 @@ def summary_lines(doc: dict[str, Any], out_dir: Path) -> list[str]:
     lines = [
         f"decision: {d['label']} ({d['positive_slices']}/{d['lung_slices']} positive lung "
         f"slices, ratio {d['positive_slice_ratio'] or 0:.3f}, threshold {d['threshold'] or 0:.3f})",
+        f"reason: {d['reason']}",
         f"Corona score: {doc['corona_score_cm3']:.1f} cm3; infection {inf['volume_cm3']:.1f} cm3 "
         f"= {inf['percent_of_lung']:.1f} % of lung (right {inf['right_percent']:.1f} %, "
         f"left {inf['left_percent']:.1f} %); severity {inf['severity_score']}/24",

@@ -8,6 +8,12 @@ Single-case lung Dice, e.g. on the real COPDGene scan in data/real:
     covidct evaluate --image cip-copdgene-10002K/ct-64.nrrd \
         --lung-labels cip-copdgene-10002K/cip_10002K_lm64_1right_2left_3airway.nii.gz
 (labels 1 right, 2 left; 3 = airway is excluded).
+
+Real studies listed in a manifest (format: `covidct.train.real_studies`):
+    covidct evaluate --manifest benchmarks/real_manifest.json [--root DIR] [--only NAME]
+prints one row per study (decision vs expected: ok / MISMATCH, lung Dice of the model and
+the HU baseline, slice AUC / sensitivity / specificity), the overall lines and the decision
+reasons. It exits 0 when decisions mismatch (it is a report), 1 when a study failed to run.
 """
 
 from __future__ import annotations
@@ -44,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="single-case lung Dice mode: a CT image (with --lung-labels)")
     parser.add_argument("--lung-labels", type=Path, default=None,
                         help="lung label map of --image (1 right, 2 left; others ignored)")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="real-study mode: a JSON manifest of studies with expected "
+                             "decisions, slice labels and reference masks")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="data root the manifest's relative paths resolve against "
+                             "(default: $COVIDCT_REAL_DATA, else the manifest's 'root')")
+    parser.add_argument("--only", action="append", default=None, metavar="NAME",
+                        help="evaluate only this manifest study (repeatable)")
 
 
 def _thresholds(args: argparse.Namespace, spec: Any) -> tuple[float, float]:
@@ -63,6 +77,13 @@ def _thresholds(args: argparse.Namespace, spec: Any) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> int:
     from covidct.models.registry import load_bundle
 
+    if args.manifest is not None:
+        if args.data is not None or args.image is not None or args.lung_labels is not None:
+            raise ConfigError("--manifest cannot be combined with --data, --image or "
+                              "--lung-labels; run them separately.")
+        return _run_manifest(args, load_bundle)
+    if args.root is not None or args.only:
+        raise ConfigError("--root and --only apply to --manifest; add --manifest FILE.")
     if args.image is not None or args.lung_labels is not None:
         if args.image is None or args.lung_labels is None:
             raise ConfigError("Single-case mode needs both --image and --lung-labels.")
@@ -103,6 +124,33 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(doc, indent=2))
         print(f"json: {args.json}")
     return 0
+
+
+def _run_manifest(args: argparse.Namespace, load_bundle: Any) -> int:
+    from covidct.train.real_studies import (
+        evaluate_manifest,
+        load_manifest,
+        report_dict,
+        table_lines,
+    )
+
+    # The root: --root, else $COVIDCT_REAL_DATA, else the manifest's own (load_manifest).
+    manifest = load_manifest(args.manifest, args.root).select(args.only)
+    bundle = load_bundle(args.models)
+
+    def progress(name: str) -> None:
+        print(f"evaluating {name}", file=sys.stderr)
+
+    studies = evaluate_manifest(manifest, bundle, progress=progress)
+    doc = report_dict(manifest, studies, bundle)
+    print(f"manifest: {manifest.path} (data root {manifest.root})")
+    for line in table_lines(studies, doc["summary"]):
+        print(line)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2))
+        print(f"json: {args.json}")
+    return 1 if doc["summary"]["errors"] else 0
 
 
 def _run_single(args: argparse.Namespace, bundle: Any) -> int:

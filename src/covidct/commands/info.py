@@ -20,10 +20,12 @@ def describe_volume(volume: Any) -> dict[str, Any]:
     """A JSON-ready summary of a loaded Volume."""
     import numpy as np
 
+    from covidct.hu_units import hounsfield_problems
     from covidct.io.orient import axis_codes
 
     meta = dict(volume.metadata)
     hu = volume.hu
+    problems = hounsfield_problems(volume)  # not HU: `covidct analyze` would refuse it
     keys = ("format", "series_uid", "series_description", "study_date", "patient_id",
             "manufacturer", "model", "slice_thickness_mm", "kernel", "transfer_syntax",
             "gantry_tilt_deg", "padding_voxels", "padding_hu", "skipped")
@@ -39,7 +41,8 @@ def describe_volume(volume: Any) -> dict[str, Any]:
         "hu_min": float(hu.min()) if hu.size else None,
         "hu_max": float(hu.max()) if hu.size else None,
         "series_found": meta.get("series_found", []),
-        "warnings": list(volume.warnings),
+        "hounsfield_problems": problems,
+        "warnings": [*volume.warnings, *problems],
     }
 
 
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{mark} series {entry['series_uid']}  {entry['orientation']}  "
               f"{entry['n_positions']} slices  {entry['rows']}x{entry['columns']}  "
               f"'{entry.get('series_description') or ''}'")
-    skip = ("series_found", "warnings", "affine_lps")
+    skip = ("series_found", "warnings", "affine_lps", "hounsfield_problems")
     for key, value in info.items():
         if key not in skip and value is not None:
             print(f"{key}: {value}")

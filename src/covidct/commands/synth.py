@@ -53,6 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DICOM writer quirks (DicomQuirks fields), e.g. shuffle_files "
                              "rescale_intercept=-1024")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--insert-into", type=Path, action="append", metavar="CT",
+                        help="insert COVID-19 lesions into this real CT (NIfTI, NRRD, MHA or "
+                             "DICOM) instead of generating phantoms; repeatable. --cases is "
+                             "then the number of cases per CT, --severity their range "
+                             "(default 0.005 0.5, drawn log-uniformly)")
+    parser.add_argument("--lung-mask", type=Path, action="append", metavar="M",
+                        help="lung mask of the matching --insert-into CT (in order; labels > 0 "
+                             "lung, 1 right, 2 left, 3 airway = not lung); default: HU "
+                             "threshold lungs")
+    parser.add_argument("--include-negatives", action="store_true",
+                        help="with --insert-into: also write each untouched CT as a negative")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -107,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.cases < 1:
         raise ConfigError(f"--cases must be >= 1; got {args.cases}.")
+    if args.insert_into:
+        return _run_insert(args)
+    if args.lung_mask or args.include_negatives:
+        raise ConfigError("--lung-mask and --include-negatives go with --insert-into CT; "
+                          "add --insert-into or drop them.")
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1; got {args.workers}.")
     params = SynthParams(
@@ -139,4 +155,78 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         positives = sum(r["label"] == "covid" for r in results)
         print(f"wrote {len(results)} cases ({positives} covid) to {out}")
+    return 0
+
+
+def _run_insert(args: argparse.Namespace) -> int:
+    """`covidct synth --insert-into CT ... OUT`: lesions inserted into real CT, synth layout.
+
+    Case folders OUT/case_XXX/ hold ct.nii.gz (int16 HU, the input's affine), lung.nii.gz
+    (1 right, 2 left), infection.nii.gz (0 none, 1 GGO, 2 consolidation) and truth.json,
+    as `covidct synth` writes them, so `covidct train ... --data OUT` reads them unchanged.
+    """
+    import json
+
+    import numpy as np
+
+    from covidct.errors import ConfigError
+    from covidct.io import load_volume
+    from covidct.synth import SynthCase, case_seed, write_case
+    from covidct.synth.insert import InsertionParams, insert_lesions, inserted_truth, lung_sides
+
+    inputs: list[Path] = list(args.insert_into)
+    masks: list[Path] = list(args.lung_mask or [])
+    if masks and len(masks) != len(inputs):
+        raise ConfigError(f"Give one --lung-mask per --insert-into CT (paired in order); got "
+                          f"{len(inputs)} CT and {len(masks)} masks.")
+    severity = _range(args.severity)
+    low, high = (0.005, 0.5) if severity is None else (
+        severity if isinstance(severity, tuple) else (severity, severity))
+    if not 0.0 < low <= high < 1.0:
+        raise ConfigError(f"--severity is the involved lung fraction, in (0, 1); got "
+                          f"{args.severity}. E.g. --severity 0.01 0.4.")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    index = args.start
+    results = []
+    for n_input, ct_path in enumerate(inputs):
+        volume = load_volume(ct_path)
+        if masks:
+            from covidct.train.volumes import read_label_map
+
+            lung = lung_sides(read_label_map(masks[n_input], volume, name="lung mask"), volume)
+        else:
+            from covidct.train.baseline import threshold_lungs
+
+            lung = threshold_lungs(volume)
+        for _ in range(args.cases):
+            seed = case_seed(args.seed, index)
+            rng = np.random.default_rng(seed)
+            drawn = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+            case = insert_lesions(volume, lung, rng, InsertionParams(severity=drawn))
+            truth = inserted_truth(case.volume, lung, case, str(ct_path), seed)
+            case_dir = write_case(SynthCase(ct=case.volume, lung=lung, infection=case.mask,
+                                            truth=truth), out / f"case_{index:03d}")
+            results.append({"index": index, "seed": seed, "dir": str(case_dir),
+                            "source": str(ct_path), "label": truth["label"],
+                            "severity_target": drawn,
+                            "infection_volume_cm3": truth["infection_volume_cm3"]})
+            index += 1
+        if args.include_negatives:
+            truth = inserted_truth(volume, lung, None, str(ct_path), None)
+            case_dir = write_case(SynthCase(ct=volume, lung=lung,
+                                            infection=np.zeros(lung.shape, np.uint8),
+                                            truth=truth), out / f"case_{index:03d}")
+            results.append({"index": index, "seed": None, "dir": str(case_dir),
+                            "source": str(ct_path), "label": "negative",
+                            "infection_volume_cm3": 0.0})
+            index += 1
+    manifest = {"seed": args.seed, "mode": "insert", "severity": [low, high],
+                "inputs": [str(p) for p in inputs], "lung_masks": [str(p) for p in masks],
+                "cases": results}
+    name = "manifest.json" if args.start == 0 else f"manifest_{args.start:03d}.json"
+    (out / name).write_text(json.dumps(manifest, indent=1))
+    if not args.quiet:
+        positives = sum(r["label"] == "covid" for r in results)
+        print(f"wrote {len(results)} cases ({positives} with inserted lesions) to {out}")
     return 0

@@ -1,5 +1,5 @@
-"""The NIfTI outputs (lung mask, infection mask, heatmap), written with the project's one
-NIfTI writer so they have the shape and affine of `covidct convert`'s output."""
+"""The NIfTI outputs (lung and airway masks, infection mask, heatmap), written with the
+project's one NIfTI writer so they have the shape and affine of `covidct convert`'s output."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ from covidct.pipeline import CaseResult
 LUNG_MASK = "lung_mask.nii.gz"
 INFECTION_MASK = "infection_mask.nii.gz"
 HEATMAP = "heatmap.nii.gz"
+AIRWAY_MASK = "airway_mask.nii.gz"
 
 
 def write_nifti_outputs(result: CaseResult, out_dir: Path) -> dict[str, str]:
-    """Write the three volumes in parallel threads (zlib releases the GIL). Returns names."""
+    """Write the four volumes in parallel threads (zlib releases the GIL). Returns names."""
     from covidct.io.nifti import write_nifti
 
     affine = result.volume.affine
     jobs = (
         ("lung_mask", LUNG_MASK, result.lung_mask, np.uint8),
+        ("airway_mask", AIRWAY_MASK, result.airway_mask, np.uint8),
         ("infection_mask", INFECTION_MASK, result.infection_mask, np.uint8),
         ("heatmap", HEATMAP, result.heatmap, np.float32),
     )

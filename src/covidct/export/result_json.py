@@ -75,7 +75,11 @@ def build_result(result: CaseResult, outputs: dict[str, str],
         "decision": _decision_dict(result.decision),
         "corona_score_cm3": round(m.corona_score_cm3, 3),
         "lung": {"volume_cm3": round(m.lung_volume_cm3, 3), "right_cm3": round(m.right_cm3, 3),
-                 "left_cm3": round(m.left_cm3, 3)},
+                 "left_cm3": round(m.left_cm3, 3),
+                 "extent_mm": (round(result.coverage.lung_extent_mm, 1)
+                               if result.coverage is not None else None),
+                 "airway_cm3": round(float(np.count_nonzero(result.airway_mask))
+                                     * result.volume.voxel_volume_mm3 / 1000.0, 3)},
         "infection": {
             "volume_cm3": round(m.infection_volume_cm3, 3),
             "percent_of_lung": round(m.percent_of_lung, 3),

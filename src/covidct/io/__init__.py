@@ -19,10 +19,20 @@ _NIFTI = (".nii", ".nii.gz")
 
 
 def load_volume(path: str | Path, series_uid: str | None = None) -> Volume:
-    """Load a CT volume from a DICOM folder/file/zip, NIfTI, NRRD or MHA/MHD file."""
+    """Load a CT volume from a DICOM folder/file/zip, NIfTI, NRRD or MHA/MHD file.
+
+    Non-finite voxels (NaN, +/-inf) come back as -1024 HU (padding) with a warning
+    (``covidct.hu_units.replace_nonfinite``); whether the values are HU at all is
+    checked later (``covidct.hu_units.hounsfield_problems``).
+    """
+    from covidct.hu_units import replace_nonfinite
+
+    return replace_nonfinite(_load(Path(path), series_uid))
+
+
+def _load(path: Path, series_uid: str | None) -> Volume:
     from covidct.io.formats import ITK_SUFFIXES, load_itk
 
-    path = Path(path)
     if not path.exists():
         raise InputError(
             f"{path} does not exist. Expected a DICOM folder, file or .zip, or a "

@@ -1,0 +1,260 @@
+"""What the scan shows, from HU alone: the body, the air inside it that looks like lung, and
+the central airway.
+
+The lung network was trained on synthetic CT; on real scans it has painted bowel gas, air
+beside the arms and parts of the liver as lung. These masks are the anatomical evidence the
+lung stage combines with it (covidct.lung): lung is air inside the body, in 3D components
+that look like lung parenchyma, minus the trachea and main bronchi.
+
+Everything runs on an in-plane pooled grid (2 x 2 average when pixels are under 1.25 mm):
+the pooling halves the noise the texture test sees and makes the 3D steps 4x cheaper; the
+lung stage refines the boundary at full resolution with the HU threshold.
+
+Rules and thresholds (chosen on the synthetic corpus and the real series in
+shared/data/real; benchmarks/results/anatomy_components.txt lists the measured components):
+
+- body: HU > -500 with holes filled per slice, opened with a 4 mm disk (drops the table,
+  cables and sheets), the largest 3D component;
+- lung air: HU < -400 inside the filled body, 3D components (6-connected) of at least
+  2 cm3 whose share of voxels below -950 HU (on the pooled grid) is at most
+  `MAX_GAS_SHARE`: lung parenchyma holds vessels and septa (normal lung 0-10 %, the
+  emphysematous COPDGene lung 20 %), gas in the stomach and bowel is pure air (48-73 %);
+  a component of at least 1000 cm3 is lung whatever its texture (severe emphysema); and
+  components under 2 % of the largest lung component, or more than 50 mm above or below
+  it along the body axis (the lungs are one contiguous organ), are dropped;
+- airway: a round air region of 0.5-8 cm2 near the body's midline on the upper lung
+  slices seeds a 3D region growing whose HU limit rises from -980 HU while the grown
+  volume stays under `MAX_AIRWAY_CM3` and does not jump (leak into the lung).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cc3d
+import fill_voids
+import numpy as np
+from scipy import ndimage
+
+logger = logging.getLogger(__name__)
+
+BODY_HU = -500.0
+BODY_OPENING_MM = 4.0
+AIR_HU = -400.0
+GAS_HU = -950.0
+MAX_GAS_SHARE = 0.35
+MIN_COMPONENT_CM3 = 2.0
+ALWAYS_LUNG_CM3 = 1000.0
+MIN_LUNG_SHARE = 0.02
+LUNG_CONTIGUITY_MM = 50.0
+POOL_BELOW_MM = 1.25
+AIRWAY_SEED_CM2 = (0.5, 8.0)
+AIRWAY_SEED_MAX_OFF_MIDLINE_MM = 30.0
+AIRWAY_THRESHOLDS_HU = tuple(range(-980, -700, 20))
+MAX_AIRWAY_CM3 = 150.0
+AIRWAY_HALF_WIDTH_MM = 90.0
+
+
+@dataclass(frozen=True)
+class PooledGrid:
+    """The in-plane pooling of a (z, y, x) grid: `factor` pixels per side are averaged."""
+
+    factor: int
+    shape: tuple[int, int, int]  # the full grid's shape
+    spacing_mm: tuple[float, float, float]  # the pooled grid's spacing
+
+    def pool(self, array: np.ndarray) -> np.ndarray:
+        """(z, y, x) float -> the pooled grid (mean over factor x factor; edges padded)."""
+        f = self.factor
+        arr = np.asarray(array, dtype=np.float32)
+        if f == 1:
+            return arr
+        z, y, x = arr.shape
+        py, px = -y % f, -x % f
+        if py or px:
+            arr = np.pad(arr, ((0, 0), (0, py), (0, px)), mode="edge")
+        return arr.reshape(z, arr.shape[1] // f, f, arr.shape[2] // f, f).mean(axis=(2, 4))
+
+    def upsample(self, mask: np.ndarray) -> np.ndarray:
+        """A pooled (z, y', x') mask -> the full grid (nearest)."""
+        f = self.factor
+        if f == 1:
+            return mask
+        full = np.repeat(np.repeat(mask, f, axis=1), f, axis=2)
+        return full[:, : self.shape[1], : self.shape[2]]
+
+
+def pooled_grid(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float]
+                ) -> PooledGrid:
+    """2 x 2 in-plane pooling when pixels are finer than POOL_BELOW_MM, else none."""
+    dz, dy, dx = (float(s) for s in spacing_mm)
+    factor = 2 if max(dy, dx) < POOL_BELOW_MM else 1
+    return PooledGrid(factor, tuple(int(s) for s in shape), (dz, dy * factor, dx * factor))
+
+
+@dataclass(frozen=True)
+class ChestAnatomy:
+    """HU evidence on the pooled grid `grid` (all (z, y', x') bool)."""
+
+    grid: PooledGrid
+    body: np.ndarray       # the patient outline, holes filled (no table, no outside air)
+    lung_air: np.ndarray   # air in lung-like components, airway included
+    airway: np.ndarray     # trachea and the bronchi grown from it
+    components: tuple[dict, ...]  # every air component >= MIN_COMPONENT_CM3, with its verdict
+
+
+def _disk(radius_px: float) -> np.ndarray:
+    r = max(int(round(radius_px)), 1)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return (yy * yy + xx * xx) <= r * r
+
+
+def fill_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Holes of every (y, x) slice of a (z, y, x) bool mask filled."""
+    out = np.zeros_like(mask, dtype=bool)
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        out[k] = fill_voids.fill(mask[k], in_place=False)
+    return out
+
+
+def body_mask(hu_pooled: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """The patient's body (z, y, x) bool, holes filled per slice, table and outside air excluded.
+
+    HU > BODY_HU, opened per slice with a BODY_OPENING_MM disk, largest 3D component.
+    """
+    # Fill first: a thin chest wall then still closes the ring around the lungs; the
+    # opening only separates the table, sheets and cables from the filled body.
+    soft = fill_per_slice(hu_pooled > BODY_HU)
+    if not soft.any():
+        return soft
+    disk = _disk(BODY_OPENING_MM / float(spacing_mm[1]))
+    opened = ndimage.binary_opening(soft, structure=disk[None])
+    if not opened.any():
+        opened = soft
+    return cc3d.largest_k(opened, k=1, connectivity=6) > 0
+
+
+def _component_table(labels: np.ndarray, count: int, hu_pooled: np.ndarray,
+                     voxel_cm3: float) -> list[dict]:
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    gas = np.bincount(labels[hu_pooled < GAS_HU], minlength=count + 1)
+    slices = ndimage.find_objects(labels)
+    table = []
+    for index in range(1, count + 1):
+        volume_cm3 = float(sizes[index]) * voxel_cm3
+        if volume_cm3 < MIN_COMPONENT_CM3 or slices[index - 1] is None:
+            continue
+        zs = slices[index - 1][0]
+        table.append({"label": index, "volume_cm3": round(volume_cm3, 2),
+                      "gas_share": round(float(gas[index]) / float(sizes[index]), 3),
+                      "z_first": int(zs.start), "z_last": int(zs.stop - 1)})
+    return table
+
+
+def lung_air_mask(hu_pooled: np.ndarray, body: np.ndarray, spacing_mm: tuple[float, float, float]
+                  ) -> tuple[np.ndarray, list[dict]]:
+    """Air inside the body in components that look like lung (see the module docstring).
+
+    Returns the (z, y, x) bool mask and one dict per air component >= MIN_COMPONENT_CM3
+    (volume_cm3, gas_share, z range, and 'lung': the verdict).
+    """
+    air = (hu_pooled < AIR_HU) & body
+    voxel_cm3 = float(np.prod(spacing_mm)) / 1000.0
+    labels, count = cc3d.connected_components(air, connectivity=6, return_N=True)
+    table = _component_table(labels, count, hu_pooled, voxel_cm3)
+    for row in table:
+        row["lung"] = (row["volume_cm3"] >= ALWAYS_LUNG_CM3
+                       or row["gas_share"] <= MAX_GAS_SHARE)
+    lungs = [r for r in table if r["lung"]]
+    if lungs:
+        main = max(lungs, key=lambda r: r["volume_cm3"])
+        gap = LUNG_CONTIGUITY_MM / float(spacing_mm[0])
+        for row in lungs:
+            far = (row["z_first"] > main["z_last"] + gap or row["z_last"] < main["z_first"] - gap)
+            if row["volume_cm3"] < MIN_LUNG_SHARE * main["volume_cm3"] or far:
+                row["lung"] = False
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[[r["label"] for r in table if r["lung"]]] = True
+    return keep[labels], table
+
+
+def _airway_seed(hu_pooled: np.ndarray, lung_air: np.ndarray, body: np.ndarray,
+                 spacing_mm: tuple[float, float, float]) -> np.ndarray | None:
+    """A (z, y, x) mask of the trachea on one upper slice, or None when none is found."""
+    _, dy, dx = spacing_mm
+    pixel_cm2 = dy * dx / 100.0
+    zs = np.flatnonzero(lung_air.any(axis=(1, 2)))
+    if zs.size < 3:
+        return None
+    top, bottom = int(zs[-1]), int(zs[0])
+    stop = top - max((top - bottom) // 3, 1)
+    for k in range(top, stop, -1):
+        cols = np.flatnonzero(body[k].any(axis=0))
+        if cols.size == 0:
+            continue
+        mid_x = (cols[0] + cols[-1]) / 2.0
+        labels, count = ndimage.label(hu_pooled[k] < -700)
+        for obj_index, obj in enumerate(ndimage.find_objects(labels), start=1):
+            piece = labels[obj] == obj_index
+            area = piece.sum() * pixel_cm2
+            if not AIRWAY_SEED_CM2[0] <= area <= AIRWAY_SEED_CM2[1]:
+                continue
+            ys, xs = np.nonzero(piece)
+            cx = obj[1].start + xs.mean()
+            height, width = obj[0].stop - obj[0].start, obj[1].stop - obj[1].start
+            round_enough = piece.sum() >= 0.5 * height * width and 0.5 <= height / width <= 2
+            inside = body[k][obj][piece].all()
+            if round_enough and inside and abs(cx - mid_x) * dx <= AIRWAY_SEED_MAX_OFF_MIDLINE_MM:
+                seed = np.zeros(hu_pooled.shape, dtype=bool)
+                seed[k][obj] = piece
+                return seed
+    return None
+
+
+def airway_mask(hu_pooled: np.ndarray, lung_air: np.ndarray, body: np.ndarray,
+                spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """Trachea and central bronchi (z, y, x) bool by leak-controlled 3D region growing."""
+    seed = _airway_seed(hu_pooled, lung_air, body, spacing_mm)
+    out = np.zeros(hu_pooled.shape, dtype=bool)
+    if seed is None:
+        return out
+    voxel_cm3 = float(np.prod(spacing_mm)) / 1000.0
+    # The central airway lies within AIRWAY_HALF_WIDTH_MM of the seed's x, above the lung's
+    # lowest slice: growing inside that box only keeps the repeated labelling cheap.
+    zs = np.flatnonzero(lung_air.any(axis=(1, 2)))
+    seed_x = int(round(np.nonzero(seed)[2].mean()))
+    half = int(round(AIRWAY_HALF_WIDTH_MM / spacing_mm[2]))
+    box = (slice(int(zs[0]), None), slice(None),
+           slice(max(seed_x - half, 0), seed_x + half + 1))
+    sub_hu, sub_body, sub_seed = hu_pooled[box], body[box], seed[box]
+    previous = None
+    for limit in AIRWAY_THRESHOLDS_HU:
+        region = (sub_hu < limit) & sub_body
+        labels = cc3d.connected_components(region, connectivity=6)
+        ids = np.unique(labels[sub_seed & region])
+        ids = ids[ids > 0]
+        if ids.size == 0:
+            continue
+        grown = np.isin(labels, ids)
+        volume = float(grown.sum()) * voxel_cm3
+        # a leak into the lung multiplies the volume; the growing trachea and bronchi do not
+        # pass MAX_AIRWAY_CM3
+        if volume > MAX_AIRWAY_CM3 or (previous is not None and volume > 3.0 * previous[1]
+                                       and volume > 60.0):
+            break
+        previous = (grown, volume)
+    if previous is not None:
+        out[box] = previous[0]
+    return out
+
+
+def chest_anatomy(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> ChestAnatomy:
+    """Body, lung air and airway of a (z, y, x) HU volume, on its pooled grid."""
+    grid = pooled_grid(hu.shape, spacing_mm)
+    pooled = grid.pool(hu)
+    body = body_mask(pooled, grid.spacing_mm)
+    lung_air, table = lung_air_mask(pooled, body, grid.spacing_mm)
+    airway = airway_mask(pooled, lung_air, body, grid.spacing_mm)
+    return ChestAnatomy(grid=grid, body=body, lung_air=lung_air, airway=airway,
+                        components=tuple(table))
