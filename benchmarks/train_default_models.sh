@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train, calibrate and evaluate the shipped default models (covidct/models/weights).
 #
-#   benchmarks/train_default_models.sh [corpus|lung|classifier|calibrate|evaluate|install|all]
+#   benchmarks/train_default_models.sh [corpus|lung|classifier|classifier4|calibrate|evaluate|install|all]
 #
 # Each stage's output goes to benchmarks/results/train_<stage>.txt. Seeds: training corpora
 # 1000-1006 (validation = 20 % of the cases of each run, split by case with seed 0; a
@@ -232,6 +232,32 @@ write_card(spec, models / f"{spec.name}.json")
 print(f"{len(records)} validation cases: slice threshold {slice_t:.4f}, case threshold "
       f"{case_t:.4f}\n{details}")
 PYEOF
+fi
+if [[ $stage == classifier4 || $stage == all ]]; then
+  # Version 4 (shipped): version 3's encoder (a new head) fine-tuned on real anatomy --
+  # the two LIDC-IDRI series allowed for training, untouched (real negatives) and with
+  # COVID-19 lesions inserted (covidct synth --insert-into: 8 cases each, seed 4000) -- and
+  # 40 synthetic cases (seed 1000). Chosen over version 3 on the real validation series
+  # (benchmarks/evaluate_real.py); thresholds from its own validation split (20 %).
+  : > "$RESULTS/train_classifier4.txt"
+  LIDC=../shared/data/real
+  run classifier4 $COVIDCT synth "$WORK/lidc_ins" \
+      --insert-into "$LIDC/lidc-idri-0001/LIDC-IDRI-0001.nii.gz" \
+      --insert-into "$LIDC/lidc-idri-0003/LIDC-IDRI-0003.nii.gz" \
+      --cases 8 --seed 4000 --include-negatives --quiet
+  run classifier4 $COVIDCT synth "$WORK/train_syn" --cases 40 --seed 1000 --matrix 256 \
+      --slice-mm 2 5 --noise-hu 8 50 --workers 1 --quiet
+  mkdir -p "$WORK/cls_train"
+  for d in "$WORK"/train_syn/case_*; do ln -sfn "$d" "$WORK/cls_train/syn_$(basename "$d")"; done
+  for d in "$WORK"/lidc_ins/case_*; do ln -sfn "$d" "$WORK/cls_train/lidc_$(basename "$d")"; done
+  git show ca820e8:src/covidct/models/weights/classifier-resnet18-w05.safetensors \
+      > "$WORK/classifier_v3.safetensors"
+  run classifier4 $COVIDCT -v train classifier --data "$WORK/cls_train" --out "$WORK/cls_v4" \
+      --arch resnet18 --width 0.5 --epochs 12 --steps-per-epoch 100 --batch-size 16 \
+      --lr 5e-4 --seed 0 --slices-per-case 64 --patience 4 \
+      --pretrained "$WORK/classifier_v3.safetensors" --no-progress
+  mkdir -p "$MODELS"
+  cp "$WORK"/cls_v4/classifier-resnet18-w05.* "$MODELS/"
 fi
 if [[ $stage == evaluate || $stage == all ]]; then
   : > "$RESULTS/train_evaluate.txt"

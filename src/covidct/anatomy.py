@@ -13,8 +13,9 @@ lung stage refines the boundary at full resolution with the HU threshold.
 Rules and thresholds (chosen on the synthetic corpus and the real series in
 shared/data/real; benchmarks/results/anatomy_components.txt lists the measured components):
 
-- body: HU > -500 with holes filled per slice, opened with a 4 mm disk (drops the table,
-  cables and sheets), the largest 3D component;
+- body: HU > -500 with holes filled per slice (the image border counts as body where the
+  body covers half of it: a field of view cut through the patient), opened with a 4 mm
+  disk (drops the table, cables and sheets), the largest 3D component;
 - lung air: HU < -400 inside the filled body, 3D components (6-connected) of at least
   2 cm3 whose share of voxels below -950 HU (on the pooled grid) is at most
   `MAX_GAS_SHARE`: lung parenchyma holds vessels and septa (normal lung 0-10 %, the
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 BODY_HU = -500.0
 BODY_OPENING_MM = 4.0
+FOV_CUT_SHARE = 0.5
 AIR_HU = -400.0
 GAS_HU = -950.0
 MAX_GAS_SHARE = 0.35
@@ -118,6 +120,22 @@ def fill_per_slice(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def fill_body_slices(soft: np.ndarray) -> np.ndarray:
+    """Holes of each slice's body filled; where the body covers at least FOV_CUT_SHARE of
+    the image border (a field of view cut through the patient, e.g. a cardiac crop), the
+    border counts as body, so lungs cut by the edge are enclosed too."""
+    out = np.zeros_like(soft, dtype=bool)
+    for k in np.flatnonzero(soft.any(axis=(1, 2))):
+        piece = soft[k]
+        edge = np.concatenate([piece[0], piece[-1], piece[:, 0], piece[:, -1]])
+        if edge.mean() >= FOV_CUT_SHARE:
+            padded = np.pad(piece, 1, constant_values=True)
+            out[k] = fill_voids.fill(padded, in_place=False)[1:-1, 1:-1]
+        else:
+            out[k] = fill_voids.fill(piece, in_place=False)
+    return out
+
+
 def body_mask(hu_pooled: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
     """The patient's body (z, y, x) bool, holes filled per slice, table and outside air excluded.
 
@@ -125,7 +143,7 @@ def body_mask(hu_pooled: np.ndarray, spacing_mm: tuple[float, float, float]) -> 
     """
     # Fill first: a thin chest wall then still closes the ring around the lungs; the
     # opening only separates the table, sheets and cables from the filled body.
-    soft = fill_per_slice(hu_pooled > BODY_HU)
+    soft = fill_body_slices(hu_pooled > BODY_HU)
     if not soft.any():
         return soft
     disk = _disk(BODY_OPENING_MM / float(spacing_mm[1]))

@@ -1,0 +1,72 @@
+"""Chest coverage on the real series and a synthetic corpus: the data behind the coverage
+rules of covidct.decision (MIN_LUNG_EXTENT_MM, MIN_LUNG_VOLUME_CM3).
+
+For each series: the lung stage's lung volume, its craniocaudal extent and whether the
+rules would call it indeterminate for coverage.
+
+    python benchmarks/coverage.py --synthetic /work/corpus/test \
+        --out benchmarks/results/coverage.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from covidct.classify import lung_slice_flags
+from covidct.coverage import chest_coverage
+from covidct.decision import MIN_LUNG_EXTENT_MM, MIN_LUNG_VOLUME_CM3
+from covidct.io import load_volume
+from covidct.lung import segment_chest
+from covidct.models.registry import load_bundle
+
+HERE = Path(__file__).resolve().parent
+REAL = (
+    "covid-ct-md/P001", "covid-ct-md/cap001", "covid-ct-md/normal001",
+    "cip-copdgene-10002K/ct-64.nrrd", "lidc-idri-0001/LIDC-IDRI-0001.nii.gz",
+    "lidc-idri-0003/LIDC-IDRI-0003.nii.gz", "totalsegmentator-siemens-dicom/example_ct_dicom",
+    "totalsegmentator-examples/example_ct.nii.gz", "totalsegmentator-examples/ct_cropped.nii.gz",
+    "dcmqi-ge-slices", "lungmask-slices",
+)
+
+
+def line(name: str, volume, bundle) -> str:
+    lung = segment_chest(volume, bundle.lung).lung
+    has_lung = lung_slice_flags(lung, volume.spacing_mm)
+    cov = chest_coverage(lung, has_lung, volume.slice_positions_mm(), volume.voxel_volume_mm3)
+    short = (cov.lung_extent_mm < MIN_LUNG_EXTENT_MM
+             or cov.lung_volume_cm3 < MIN_LUNG_VOLUME_CM3)
+    return (f"{name:46} {volume.shape[0]:5d} {cov.lung_volume_cm3:9.0f} "
+            f"{cov.lung_extent_mm:9.0f} {'indeterminate' if short else 'decidable':>14}"
+            + (f"  {cov.warnings[0][:60]}" if cov.warnings else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path,
+                        default=HERE.parent.parent / "shared" / "data" / "real")
+    parser.add_argument("--synthetic", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    bundle = load_bundle(None)
+    lines = [f"# {time.strftime('%Y-%m-%d %H:%M')} nproc {os.cpu_count()}; rules: extent >= "
+             f"{MIN_LUNG_EXTENT_MM:.0f} mm and lung >= {MIN_LUNG_VOLUME_CM3:.0f} cm3",
+             f"{'series':46} {'slices':>5} {'lung_cm3':>9} {'extent_mm':>9} {'coverage':>14}"]
+    print("\n".join(lines), flush=True)
+    names = [(rel, lambda r=rel: load_volume(args.data / r)) for rel in REAL]
+    if args.synthetic is not None:
+        from covidct.train.datasets import discover_cases, load_case
+
+        names += [(f"synthetic {r.case_id}", lambda r=r: load_case(r).volume)
+                  for r in discover_cases(args.synthetic, "auto")]
+    for name, load in names:
+        lines.append(line(name, load(), bundle))
+        print(lines[-1], flush=True)
+    if args.out is not None:
+        args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
