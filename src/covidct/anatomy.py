@@ -20,7 +20,9 @@ shared/data/real; benchmarks/results/anatomy_components.txt lists the measured c
   2 cm3 whose share of voxels below -950 HU (on the pooled grid) is at most
   `MAX_GAS_SHARE`: lung parenchyma holds vessels and septa (normal lung 0-10 %, the
   emphysematous COPDGene lung 20 %), gas in the stomach and bowel is pure air (48-73 %);
-  a component of at least 1000 cm3 is lung whatever its texture (severe emphysema); and
+  a component of at least 1000 cm3 is lung whatever its texture (severe emphysema); at
+  least half of a lung lies over 8 mm inside the body's outline (air next to the skin is
+  the gap beside an arm or above the table); and
   components under 2 % of the largest lung component, or more than 50 mm above or below
   it along the body axis (the lungs are one contiguous organ), are dropped;
 - airway: a round air region of 0.5-8 cm2 near the body's midline on the upper lung
@@ -49,12 +51,15 @@ MAX_GAS_SHARE = 0.35
 MIN_COMPONENT_CM3 = 2.0
 ALWAYS_LUNG_CM3 = 1000.0
 MIN_LUNG_SHARE = 0.02
+SKIN_MARGIN_MM = 8.0
+MIN_DEEP_SHARE = 0.5
 LUNG_CONTIGUITY_MM = 50.0
 POOL_BELOW_MM = 1.25
 AIRWAY_SEED_CM2 = (0.5, 8.0)
 AIRWAY_SEED_MAX_OFF_MIDLINE_MM = 30.0
 AIRWAY_THRESHOLDS_HU = tuple(range(-980, -700, 20))
 MAX_AIRWAY_CM3 = 150.0
+AIRWAY_MIN_LUNG_CM3 = 250.0
 AIRWAY_HALF_WIDTH_MM = 90.0
 
 
@@ -181,9 +186,17 @@ def lung_air_mask(hu_pooled: np.ndarray, body: np.ndarray, spacing_mm: tuple[flo
     voxel_cm3 = float(np.prod(spacing_mm)) / 1000.0
     labels, count = cc3d.connected_components(air, connectivity=6, return_N=True)
     table = _component_table(labels, count, hu_pooled, voxel_cm3)
+    # Lungs lie behind the chest wall: air within SKIN_MARGIN_MM of the body's outline is the
+    # gap between an arm and the trunk, or between the back and the table.
+    size = [1] + [2 * int(round(SKIN_MARGIN_MM / float(s))) + 1 for s in spacing_mm[1:]]
+    deep = ndimage.minimum_filter(body.view(np.uint8), size=size) > 0
+    deep_counts = np.bincount(labels[deep], minlength=count + 1)
     for row in table:
-        row["lung"] = (row["volume_cm3"] >= ALWAYS_LUNG_CM3
-                       or row["gas_share"] <= MAX_GAS_SHARE)
+        row["deep_share"] = round(float(deep_counts[row["label"]])
+                                  / (row["volume_cm3"] / voxel_cm3), 3)
+        row["lung"] = ((row["volume_cm3"] >= ALWAYS_LUNG_CM3
+                        or row["gas_share"] <= MAX_GAS_SHARE)
+                       and row["deep_share"] >= MIN_DEEP_SHARE)
     lungs = [r for r in table if r["lung"]]
     if lungs:
         main = max(lungs, key=lambda r: r["volume_cm3"])
@@ -203,7 +216,8 @@ def _airway_seed(hu_pooled: np.ndarray, lung_air: np.ndarray, body: np.ndarray,
     _, dy, dx = spacing_mm
     pixel_cm2 = dy * dx / 100.0
     zs = np.flatnonzero(lung_air.any(axis=(1, 2)))
-    if zs.size < 3:
+    lung_cm3 = float(np.count_nonzero(lung_air)) * float(np.prod(spacing_mm)) / 1000.0
+    if zs.size < 3 or lung_cm3 < AIRWAY_MIN_LUNG_CM3:  # no chest: no trachea to look for
         return None
     top, bottom = int(zs[-1]), int(zs[0])
     stop = top - max((top - bottom) // 3, 1)

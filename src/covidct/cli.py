@@ -34,7 +34,9 @@ def _get_parser() -> argparse.ArgumentParser:
             if exc.name != f"covidct.commands.{name}":
                 raise
             continue  # a command not built yet
-        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        # argparse %-formats help strings (not descriptions): a literal % must be doubled
+        command = sub.add_parser(name, help=module.HELP.replace("%", "%%"),
+                                 description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
