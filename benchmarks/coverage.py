@@ -1,8 +1,10 @@
 """Chest coverage on the real series and a synthetic corpus: the data behind the coverage
-rules of covidct.decision (MIN_LUNG_EXTENT_MM, MIN_LUNG_VOLUME_CM3).
+rules of covidct.decision (MIN_LUNG_EXTENT_MM, MIN_LUNG_VOLUME_CM3,
+MAX_FOV_CUT_SHARE).
 
-For each series: the lung stage's lung volume, its craniocaudal extent and whether the
-rules would call it indeterminate for coverage.
+For each series: the lung stage's lung volume, its craniocaudal extent, the share of lung
+slices whose lung touches the image edge, and whether the rules would call it
+indeterminate for coverage.
 
     python benchmarks/coverage.py --synthetic /work/corpus/test \
         --out benchmarks/results/coverage.txt
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from covidct.classify import lung_slice_flags
 from covidct.coverage import chest_coverage
-from covidct.decision import MIN_LUNG_EXTENT_MM, MIN_LUNG_VOLUME_CM3
+from covidct.decision import MAX_FOV_CUT_SHARE, MIN_LUNG_EXTENT_MM, MIN_LUNG_VOLUME_CM3
 from covidct.io import load_volume
 from covidct.lung import segment_chest
 from covidct.models.registry import load_bundle
@@ -37,9 +39,11 @@ def line(name: str, volume, bundle) -> str:
     has_lung = lung_slice_flags(lung, volume.spacing_mm)
     cov = chest_coverage(lung, has_lung, volume.slice_positions_mm(), volume.voxel_volume_mm3)
     short = (cov.lung_extent_mm < MIN_LUNG_EXTENT_MM
-             or cov.lung_volume_cm3 < MIN_LUNG_VOLUME_CM3)
+             or cov.lung_volume_cm3 < MIN_LUNG_VOLUME_CM3
+             or cov.fov_cut_share >= MAX_FOV_CUT_SHARE)
     return (f"{name:46} {volume.shape[0]:5d} {cov.lung_volume_cm3:9.0f} "
-            f"{cov.lung_extent_mm:9.0f} {'indeterminate' if short else 'decidable':>14}"
+            f"{cov.lung_extent_mm:9.0f} {cov.fov_cut_share:8.2f} "
+            f"{'indeterminate' if short else 'decidable':>14}"
             + (f"  {cov.warnings[0][:60]}" if cov.warnings else ""))
 
 
@@ -52,8 +56,10 @@ def main() -> None:
     args = parser.parse_args()
     bundle = load_bundle(None)
     lines = [f"# {time.strftime('%Y-%m-%d %H:%M')} nproc {os.cpu_count()}; rules: extent >= "
-             f"{MIN_LUNG_EXTENT_MM:.0f} mm and lung >= {MIN_LUNG_VOLUME_CM3:.0f} cm3",
-             f"{'series':46} {'slices':>5} {'lung_cm3':>9} {'extent_mm':>9} {'coverage':>14}"]
+             f"{MIN_LUNG_EXTENT_MM:.0f} mm, lung >= {MIN_LUNG_VOLUME_CM3:.0f} cm3, lung on the "
+             f"image edge on < {MAX_FOV_CUT_SHARE:.0%} of lung slices",
+             f"{'series':46} {'slices':>5} {'lung_cm3':>9} {'extent_mm':>9} {'fov_cut':>8} "
+             f"{'coverage':>14}"]
     print("\n".join(lines), flush=True)
     names = [(rel, lambda r=rel: load_volume(args.data / r)) for rel in REAL]
     if args.synthetic is not None:

@@ -94,3 +94,16 @@ def test_short_lung_extent_is_indeterminate_with_a_coverage_reason():
     whole = decide(prob, has, 0.5, 0.1, lung_area_mm2=area, slice_spacing_mm=3.0,
                    lung_extent_mm=250.0)
     assert whole.label == NOT_SUSPECTED
+
+
+def test_lungs_cut_by_the_field_of_view_are_indeterminate():
+    lung = np.zeros((30, 16, 16), np.uint8)
+    lung[:, 4:12, 0:7] = 1  # the right lung runs off the image edge on every slice
+    lung[:, 4:12, 9:14] = 2
+    has = np.ones(30, bool)
+    cov = chest_coverage(lung, has, np.arange(30) * 10.0, voxel_volume_mm3=1000.0)
+    assert cov.fov_cut_share == 1.0
+    d = decide(np.zeros(30), has, 0.5, 0.1, fov_cut_share=cov.fov_cut_share)
+    assert d.label == INDETERMINATE and "field of view" in d.reason
+    lung[:, :, 0] = 0
+    assert chest_coverage(lung, has, np.arange(30) * 10.0, 1000.0).fov_cut_share == 0.0

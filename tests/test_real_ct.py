@@ -103,3 +103,13 @@ def test_whole_chest_lungs_match_the_reference(real_data, bundle, name, relative
     # no COVID-19 in either (LIDC-IDRI-0001 is a nodule patient the classifier trained on,
     # untouched and with inserted lesions; normal001 helped choose the case threshold)
     assert result.decision.label != COVID_SUSPECTED, result.decision.reason
+
+
+def test_a_cardiac_field_of_view_is_indeterminate_and_its_lungs_still_found(real_data, bundle):
+    """A chest CT angiography cropped around the heart: the lungs run off the image edge."""
+    volume = load_volume(real_data / "totalsegmentator-examples" / "ct_cropped.nii.gz")
+    result = analyze(volume, AnalysisConfig(), bundle)
+    assert result.decision.label == INDETERMINATE
+    assert "field of view cuts through the lungs" in result.decision.reason
+    ref = _reference(REFERENCES / "totalsegmentator-ct_cropped.nii.gz", volume)
+    assert dice(result.lung_mask > 0, (ref == 1) | (ref == 2)) >= 0.95

@@ -28,6 +28,7 @@ class ChestCoverage:
     lung_at_top: bool       # lung on the series' highest slice (apices may be cut off)
     lung_at_bottom: bool    # lung on the series' lowest slice (bases may be cut off)
     warnings: tuple[str, ...]
+    fov_cut_share: float = 0.0  # share of lung slices whose lung touches the image edge
 
 
 def chest_coverage(lung_mask: np.ndarray, has_lung: np.ndarray, z_mm: np.ndarray,
@@ -49,6 +50,11 @@ def chest_coverage(lung_mask: np.ndarray, has_lung: np.ndarray, z_mm: np.ndarray
         at_bottom, at_top = bool(has_lung[order[0]]), bool(has_lung[order[-1]])
     else:
         extent, at_bottom, at_top = 0.0, False, False
+    edge = np.zeros(lung_mask.shape[0], dtype=bool)
+    for border in (lung_mask[:, 0, :], lung_mask[:, -1, :], lung_mask[:, :, 0],
+                   lung_mask[:, :, -1]):
+        edge |= (border > 0).any(axis=1)
+    fov_cut = float(edge[zs].mean()) if zs.size else 0.0
     warnings = []
     big, small = max(right, left), min(right, left)
     # only where the series can be decided: a sliver of lung base is often one-sided
@@ -61,4 +67,4 @@ def chest_coverage(lung_mask: np.ndarray, has_lung: np.ndarray, z_mm: np.ndarray
             "present lung is analysed and % figures refer to it.")
     return ChestCoverage(lung_volume_cm3=right + left, right_cm3=right, left_cm3=left,
                          lung_extent_mm=extent, lung_at_top=at_top, lung_at_bottom=at_bottom,
-                         warnings=tuple(warnings))
+                         warnings=tuple(warnings), fov_cut_share=fov_cut)

@@ -14,7 +14,11 @@ to judge, the case is 'indeterminate' with the reason:
   MIN_LUNG_EXTENT_MM (80 mm): only the bases or the apices are in the series. Whole lungs
   span about 200-300 mm (the real chest series in shared/data/real: 280-300 mm); the real
   abdomen series that graze the lung bases show it over 0-40 mm
-  (benchmarks/results/coverage.txt).
+  (benchmarks/results/coverage.txt);
+- when the share of lung slices whose lung touches the image edge is given, a share of
+  MAX_FOV_CUT_SHARE (25 %) or more: the field of view cuts through the lungs (a targeted,
+  e.g. cardiac, reconstruction), so whole lungs are not seen. A full field of view keeps
+  the lungs off the edge on every slice.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ LABELS = (COVID_SUSPECTED, NOT_SUSPECTED, INDETERMINATE)
 MIN_LUNG_SLICES = 3
 MIN_LUNG_VOLUME_CM3 = 250.0
 MIN_LUNG_EXTENT_MM = 80.0
+MAX_FOV_CUT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Decision:
 def decide(prob: np.ndarray, has_lung: np.ndarray, slice_threshold: float,
            case_threshold: float, *, lung_area_mm2: np.ndarray | None = None,
            slice_spacing_mm: float | None = None, lung_extent_mm: float | None = None,
+           fov_cut_share: float | None = None,
            min_lung_slices: int = MIN_LUNG_SLICES,
            min_lung_volume_cm3: float = MIN_LUNG_VOLUME_CM3,
            min_lung_extent_mm: float = MIN_LUNG_EXTENT_MM) -> Decision:
@@ -58,7 +64,8 @@ def decide(prob: np.ndarray, has_lung: np.ndarray, slice_threshold: float,
 
     prob: (z,) p(abnormal) per slice; has_lung: (z,) bool; lung_area_mm2: optional (z,)
     lung area per slice, with slice_spacing_mm for the lung-volume minimum; lung_extent_mm:
-    optional craniocaudal extent of the lung in the series (covidct.coverage).
+    optional craniocaudal extent of the lung in the series (covidct.coverage);
+    fov_cut_share: optional share of lung slices whose lung touches the image edge.
     """
     prob = np.asarray(prob, dtype=np.float64).reshape(-1)
     has_lung = np.asarray(has_lung, dtype=bool).reshape(-1)
@@ -90,6 +97,12 @@ def decide(prob: np.ndarray, has_lung: np.ndarray, slice_threshold: float,
                   f"axis (at least {min_lung_extent_mm:.0f} mm needed; whole lungs span about "
                   "200-300 mm): only the lung bases or apices are covered, e.g. an abdomen "
                   "or neck series. Analyse a chest CT that covers the lungs.")
+        return Decision(INDETERMINATE, ratio, reason=reason, **common)
+    if fov_cut_share is not None and fov_cut_share >= MAX_FOV_CUT_SHARE:
+        reason = (f"the field of view cuts through the lungs on {100 * fov_cut_share:.0f} % "
+                  "of the lung slices (a targeted reconstruction, e.g. cardiac): the whole "
+                  "lungs are not in the images. Reconstruct or export the series with a full "
+                  "field of view.")
         return Decision(INDETERMINATE, ratio, reason=reason, **common)
     if volume_cm3 is not None and volume_cm3 < min_lung_volume_cm3:
         reason = (f"only {volume_cm3:.0f} cm3 of lung in the series (at least "

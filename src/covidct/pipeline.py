@@ -158,7 +158,8 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
                           case_threshold=config.case_threshold,
                           lung_area_mm2=(lung_mask > 0).sum(axis=(1, 2)) * (dy * dx),
                           slice_spacing_mm=volume.spacing_mm[0],
-                          lung_extent_mm=coverage.lung_extent_mm)
+                          lung_extent_mm=coverage.lung_extent_mm,
+                          fov_cut_share=coverage.fov_cut_share)
         infection = case_mod.infection_mask(
             heatmap, lung_mask, positive, volume.spacing_mm,
             threshold=config.heatmap_threshold, sigma_mm=config.infection_sigma_mm,
