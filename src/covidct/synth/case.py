@@ -133,16 +133,16 @@ def slice_labels_rule(lung: np.ndarray, infection: np.ndarray) -> np.ndarray:
             & (lung_px > 0)).astype(np.uint8)
 
 
-def make_truth(ct: Volume, lung: np.ndarray, infection: np.ndarray, p: ResolvedParams,
-               seconds: float) -> dict[str, Any]:
+def volume_truth(ct: Volume, lung: np.ndarray, infection: np.ndarray) -> dict[str, Any]:
+    """The truth.json keys every case has: lung and infection volumes (cm3) per side, slice
+    labels (slice_labels_rule) and the grid. lung: 1 right / 2 left; infection: > 0."""
     cm3 = ct.voxel_volume_mm3 / 1000.0
     right, left = int((lung == 1).sum()), int((lung == 2).sum())
     inf = infection > 0
     inf_r, inf_l = int((inf & (lung == 1)).sum()), int((inf & (lung == 2)).sum())
     labels = slice_labels_rule(lung, infection)
-    label = "covid" if p.covid and inf_r + inf_l > 0 else "negative"
     return {
-        "label": label,
+        "label": "covid" if inf_r + inf_l > 0 else "negative",
         "lung_volume_cm3": (right + left) * cm3,
         "lung_volume_right_cm3": right * cm3,
         "lung_volume_left_cm3": left * cm3,
@@ -154,10 +154,19 @@ def make_truth(ct: Volume, lung: np.ndarray, infection: np.ndarray, p: ResolvedP
         "positive_slices": int(labels.sum()),
         "lung_slices": int(((lung > 0).sum(axis=(1, 2)) > 0).sum()),
         "slice_rule": {"min_fraction": SLICE_MIN_FRACTION, "min_pixels": SLICE_MIN_PIXELS},
-        "findings": list(p.findings),
         "voxel_volume_mm3": ct.voxel_volume_mm3,
         "shape": list(ct.shape),
         "spacing_mm": list(ct.spacing_mm),
+    }
+
+
+def make_truth(ct: Volume, lung: np.ndarray, infection: np.ndarray, p: ResolvedParams,
+               seconds: float) -> dict[str, Any]:
+    truth = volume_truth(ct, lung, infection)
+    return {
+        **truth,
+        "label": truth["label"] if p.covid else "negative",
+        "findings": list(p.findings),
         "params": p.as_dict(),
         "generator": f"covidct.synth v{GENERATOR_VERSION}",
         "generation_s": round(seconds, 2),

@@ -493,32 +493,14 @@ def inserted_truth(volume: Volume, lung: np.ndarray, case: InsertedCase | None,
 
     lung: uint8 1 right / 2 left; case None means the untouched volume (a negative).
     """
-    from covidct.synth.case import SLICE_MIN_FRACTION, SLICE_MIN_PIXELS, slice_labels_rule
+    from covidct.synth.case import volume_truth
 
     cm3 = volume.voxel_volume_mm3 / 1000.0
     infection = case.mask if case is not None else np.zeros(lung.shape, dtype=np.uint8)
-    inf = infection > 0
-    right, left = int((lung == 1).sum()), int((lung == 2).sum())
-    inf_r, inf_l = int((inf & (lung == 1)).sum()), int((inf & (lung == 2)).sum())
-    labels = slice_labels_rule(lung, infection)
     truth: dict[str, Any] = {
-        "label": "covid" if inf_r + inf_l > 0 else "negative",
-        "lung_volume_cm3": (right + left) * cm3,
-        "lung_volume_right_cm3": right * cm3,
-        "lung_volume_left_cm3": left * cm3,
-        "infection_volume_cm3": (inf_r + inf_l) * cm3,
-        "infection_volume_right_cm3": inf_r * cm3,
-        "infection_volume_left_cm3": inf_l * cm3,
+        **volume_truth(volume, lung, infection),
         "ggo_volume_cm3": int((infection == GGO).sum()) * cm3,
         "consolidation_volume_cm3": int((infection == CONSOLIDATION).sum()) * cm3,
-        "infection_fraction": (inf_r + inf_l) / max(right + left, 1),
-        "slice_labels": labels.tolist(),
-        "positive_slices": int(labels.sum()),
-        "lung_slices": int(((lung > 0).sum(axis=(1, 2)) > 0).sum()),
-        "slice_rule": {"min_fraction": SLICE_MIN_FRACTION, "min_pixels": SLICE_MIN_PIXELS},
-        "voxel_volume_mm3": volume.voxel_volume_mm3,
-        "shape": list(volume.shape),
-        "spacing_mm": list(volume.spacing_mm),
         "source": source,
         "seed": seed,
         "generator": "covidct.synth.insert v1",
