@@ -21,8 +21,12 @@ def real_figures(doc: dict, task: str) -> dict:
     keep = (("lung_dice", "baseline_dice", "airway_dice", "role") if task == "lung" else
             ("expected", "decision", "matches_expected", "positive_slice_ratio", "slices",
              "role"))
-    studies = {study["name"]: {k: study[k] for k in keep if study.get(k) is not None}
-               for study in doc.get("studies", [])}
+    studies = {}
+    for study in doc.get("studies", []):
+        row = {k: study[k] for k in keep if study.get(k) is not None}
+        if isinstance(row.get("slices"), dict):  # the metrics, not the per-slice lists
+            row["slices"] = {k: v for k, v in row["slices"].items() if not isinstance(v, list)}
+        studies[study["name"]] = row
     return {"command": "python benchmarks/evaluate_real.py", "date": doc.get("date"),
             "source": "benchmarks/results/evaluate_real.json", "studies": studies,
             "summary": doc.get("summary")}
