@@ -79,7 +79,7 @@ def test_coverage_extent_and_one_lung_warning():
     cov = chest_coverage(lung, has, z_mm, voxel_volume_mm3=1000.0)  # 1 cm3 voxels
     assert cov.lung_extent_mm == pytest.approx(200.0)
     assert cov.right_cm3 == cov.left_cm3 == 40 * 32
-    assert not cov.lung_at_top and not cov.lung_at_bottom and cov.warnings == ()
+    assert cov.warnings == ()
     lung[lung == 2] = 0
     one = chest_coverage(lung, has, z_mm, voxel_volume_mm3=1000.0)
     assert len(one.warnings) == 1 and "only one lung" in one.warnings[0]

@@ -127,14 +127,6 @@ def open_in_plane(mask: np.ndarray, radius_mm: float,
     return ndimage.maximum_filter(ndimage.minimum_filter(as_bytes, size=size), size=size) > 0
 
 
-def fill_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Holes of every (y, x) slice of a (z, y, x) bool mask filled."""
-    out = np.zeros_like(mask, dtype=bool)
-    for k in np.flatnonzero(mask.any(axis=(1, 2))):
-        out[k] = fill_voids.fill(mask[k], in_place=False)
-    return out
-
-
 def fill_body_slices(soft: np.ndarray) -> np.ndarray:
     """Holes of each slice's body filled; where the body covers at least FOV_CUT_SHARE of
     the image border (a field of view cut through the patient, e.g. a cardiac crop), the

@@ -25,8 +25,6 @@ class ChestCoverage:
     right_cm3: float
     left_cm3: float
     lung_extent_mm: float   # from the lowest to the highest lung slice, slice extents included
-    lung_at_top: bool       # lung on the series' highest slice (apices may be cut off)
-    lung_at_bottom: bool    # lung on the series' lowest slice (bases may be cut off)
     warnings: tuple[str, ...]
     fov_cut_share: float = 0.0  # share of lung slices whose lung touches the image edge
 
@@ -46,10 +44,8 @@ def chest_coverage(lung_mask: np.ndarray, has_lung: np.ndarray, z_mm: np.ndarray
     if zs.size:
         step = float(np.median(np.abs(np.diff(z_mm)))) if z_mm.size > 1 else 0.0
         extent = float(abs(z_mm[zs].max() - z_mm[zs].min())) + step
-        order = np.argsort(z_mm)
-        at_bottom, at_top = bool(has_lung[order[0]]), bool(has_lung[order[-1]])
     else:
-        extent, at_bottom, at_top = 0.0, False, False
+        extent = 0.0
     edge = np.zeros(lung_mask.shape[0], dtype=bool)
     for border in (lung_mask[:, 0, :], lung_mask[:, -1, :], lung_mask[:, :, 0],
                    lung_mask[:, :, -1]):
@@ -66,5 +62,5 @@ def chest_coverage(lung_mask: np.ndarray, has_lung: np.ndarray, z_mm: np.ndarray
             f"{big:.0f} cm3 (a pneumonectomy, a collapsed lung or a large effusion?); the "
             "present lung is analysed and % figures refer to it.")
     return ChestCoverage(lung_volume_cm3=right + left, right_cm3=right, left_cm3=left,
-                         lung_extent_mm=extent, lung_at_top=at_top, lung_at_bottom=at_bottom,
+                         lung_extent_mm=extent,
                          warnings=tuple(warnings), fov_cut_share=fov_cut)

@@ -6,12 +6,12 @@ An object with a header and a list of studies::
 
     {
       "description": "optional free text",
-      "root": "../../shared/data/real",
+      "root": "/data/hospital-ct",
       "studies": [
-        {"name": "covid-ct-md_P001", "path": "covid-ct-md/P001",
+        {"name": "patient_017", "path": "patient_017/CT",
          "expected": "covid-suspected",
-         "slice_labels": "covid-ct-md/labels/P001.csv", "lobe_labels": true,
-         "reference_mask": "../tests/data/reference_masks/covid-ct-md_P001.nii.gz",
+         "slice_labels": "labels/patient_017.csv", "lobe_labels": true,
+         "reference_mask": "./reference/patient_017_lungs.nii.gz",
          "role": "validation"}
       ]
     }
