@@ -18,8 +18,8 @@ shared/data/real; benchmarks/results/anatomy_components.txt lists the measured c
   square (drops the table, cables and sheets), the largest 3D component;
 - lung air: HU < -400 inside the filled body, 3D components (6-connected) of at least
   2 cm3 whose share of voxels below -950 HU (on the pooled grid) is at most
-  `MAX_GAS_SHARE`: lung parenchyma holds vessels and septa (normal lung 0-10 %, the
-  emphysematous COPDGene lung 20 %), gas in the stomach and bowel is pure air (48-73 %);
+  `MAX_GAS_SHARE`: lung parenchyma holds vessels and septa (the real lungs 0-6 %, the
+  emphysematous COPDGene lung 20 %), gas in the stomach and bowel is pure air (44-76 %);
   a component of at least 1000 cm3 is lung whatever its texture (severe emphysema); at
   least half of a lung lies over 8 mm inside the body's outline (air next to the skin is
   the gap beside an arm or above the table); and
