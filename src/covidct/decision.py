@@ -12,8 +12,8 @@ to judge, the case is 'indeterminate' with the reason:
   that covers only the lung bases, a thick-slab partial scan;
 - when the lung's extent along the body axis is given, an extent under
   MIN_LUNG_EXTENT_MM (80 mm): only the bases or the apices are in the series. Whole lungs
-  span about 200-300 mm (the real chest series in shared/data/real: 280-300 mm); the real
-  abdomen series that graze the lung bases show it over 0-40 mm
+  span about 200-300 mm (the real chest series in shared/data/real: 260-330 mm); the real
+  abdomen series that graze the lung bases show it over 16 and 66 mm
   (benchmarks/results/coverage.txt);
 - when the share of lung slices whose lung touches the image edge is given, a share of
   MAX_FOV_CUT_SHARE (25 %) or more: the field of view cuts through the lungs (a targeted,
