@@ -14,32 +14,28 @@ import numpy as np
 
 from covidct.anatomy import chest_anatomy
 from covidct.io import load_volume
+from covidct.train.real_studies import load_manifest
 
 HERE = Path(__file__).resolve().parent
-REAL = (
-    "covid-ct-md/P001", "covid-ct-md/cap001", "covid-ct-md/normal001",
-    "cip-copdgene-10002K/ct-64.nrrd", "lidc-idri-0001/LIDC-IDRI-0001.nii.gz",
-    "lidc-idri-0003/LIDC-IDRI-0003.nii.gz", "totalsegmentator-siemens-dicom/example_ct_dicom",
-    "totalsegmentator-examples/example_ct.nii.gz", "totalsegmentator-examples/ct_cropped.nii.gz",
-    "dcmqi-ge-slices", "lungmask-slices",
-)
+MANIFEST = HERE / "real_manifest.json"  # the real series, as evaluate_real.py uses them
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path,
-                        default=HERE.parent.parent / "shared" / "data" / "real")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="data root of the manifest's paths (default: the manifest's)")
     parser.add_argument("--top", type=int, default=6, help="largest components per series")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lines = [f"# {time.strftime('%Y-%m-%d %H:%M')}; per series the largest air components "
              "inside the body (volume cm3, share of voxels < -950 HU, share > 8 mm inside "
              "the skin, z range of slices, verdict)"]
-    for rel in REAL:
-        volume = load_volume(args.data / rel)
+    for study in load_manifest(MANIFEST, args.root).studies:
+        volume = load_volume(study.path)
         anatomy = chest_anatomy(volume.hu, volume.spacing_mm)
         voxel_cm3 = float(np.prod(anatomy.grid.spacing_mm)) / 1000.0
-        lines.append(f"{rel}  {volume.shape}  airway {anatomy.airway.sum() * voxel_cm3:.1f} cm3")
+        airway_cm3 = float(anatomy.airway.sum()) * voxel_cm3
+        lines.append(f"{study.name}  {volume.shape}  airway {airway_cm3:.1f} cm3")
         for row in sorted(anatomy.components, key=lambda r: -r["volume_cm3"])[: args.top]:
             lines.append(f"    {row['volume_cm3']:9.1f} cm3  gas {row['gas_share']:.2f}  "
                          f"deep {row['deep_share']:.2f}  z {row['z_first']}-{row['z_last']}  "

@@ -23,15 +23,10 @@ from covidct.decision import MAX_FOV_CUT_SHARE, MIN_LUNG_EXTENT_MM, MIN_LUNG_VOL
 from covidct.io import load_volume
 from covidct.lung import segment_chest
 from covidct.models.registry import load_bundle
+from covidct.train.real_studies import load_manifest
 
 HERE = Path(__file__).resolve().parent
-REAL = (
-    "covid-ct-md/P001", "covid-ct-md/cap001", "covid-ct-md/normal001",
-    "cip-copdgene-10002K/ct-64.nrrd", "lidc-idri-0001/LIDC-IDRI-0001.nii.gz",
-    "lidc-idri-0003/LIDC-IDRI-0003.nii.gz", "totalsegmentator-siemens-dicom/example_ct_dicom",
-    "totalsegmentator-examples/example_ct.nii.gz", "totalsegmentator-examples/ct_cropped.nii.gz",
-    "dcmqi-ge-slices", "lungmask-slices",
-)
+MANIFEST = HERE / "real_manifest.json"  # the real series, as evaluate_real.py uses them
 
 
 def line(name: str, volume, bundle) -> str:
@@ -49,8 +44,8 @@ def line(name: str, volume, bundle) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path,
-                        default=HERE.parent.parent / "shared" / "data" / "real")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="data root of the manifest's paths (default: the manifest's)")
     parser.add_argument("--synthetic", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -61,7 +56,8 @@ def main() -> None:
              f"{'series':46} {'slices':>5} {'lung_cm3':>9} {'extent_mm':>9} {'fov_cut':>8} "
              f"{'coverage':>14}"]
     print("\n".join(lines), flush=True)
-    names = [(rel, lambda r=rel: load_volume(args.data / r)) for rel in REAL]
+    studies = load_manifest(MANIFEST, args.root).studies
+    names = [(s.name, lambda s=s: load_volume(s.path)) for s in studies]
     if args.synthetic is not None:
         from covidct.train.datasets import discover_cases, load_case
 

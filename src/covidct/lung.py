@@ -163,7 +163,6 @@ class ChestMasks:
 
     lung: np.ndarray     # uint8: 1 right lung, 2 left lung (airway excluded)
     airway: np.ndarray   # bool: trachea and central bronchi outside the lung mask
-    body: np.ndarray     # bool: the patient outline, holes filled
     anatomy: ChestAnatomy
 
 
@@ -215,11 +214,11 @@ def _lung_hulls(parenchyma: np.ndarray, sides: np.ndarray, where: np.ndarray,
     return out
 
 
-def _side_map(net: np.ndarray, body: np.ndarray) -> np.ndarray:
+def _side_map(net: np.ndarray, body_cols: np.ndarray) -> np.ndarray:
     """(z, 1, x) uint8: RIGHT left of each slice's midline (patient right: low x), else LEFT.
 
     The midline is halfway between the network's right- and left-lung centres on that slice,
-    else the centre of the body's x extent.
+    else the centre of the body's x extent (body_cols: (z, x) bool, columns holding body).
     """
     z, _, width = net.shape
     xs = np.arange(width, dtype=np.float64)
@@ -229,7 +228,6 @@ def _side_map(net: np.ndarray, body: np.ndarray) -> np.ndarray:
         total = counts.sum(axis=1)
         return np.where(total > 0, counts @ xs / np.maximum(total, 1), np.nan)
 
-    body_cols = body.any(axis=1)
     first = np.where(body_cols.any(axis=1), body_cols.argmax(axis=1), 0)
     last = np.where(body_cols.any(axis=1), width - 1 - body_cols[:, ::-1].argmax(axis=1),
                     width - 1)
@@ -270,11 +268,13 @@ def combine_with_anatomy(hu: np.ndarray, net_labels: np.ndarray, anatomy: ChestA
         # shape, while the axilla, the shoulder girdle and the chest wall the network also
         # paints lie outside it.
         sides_pooled = _side_map(net_labels[:, ::grid.factor, ::grid.factor],
-                                 anatomy.body)[..., :parenchyma.shape[2]]
+                                 anatomy.body.any(axis=1))[..., :parenchyma.shape[2]]
         thick = _lung_hulls(parenchyma, sides_pooled, thick, grid.spacing_mm)
         extra &= grid.upsample(thick)
     lung = aerated | extra
-    sides = np.where(net, net_labels, _side_map(net_labels, grid.upsample(anatomy.body)))
+    # the body's columns on the full grid: the pooled columns repeated (no full-grid body)
+    body_cols = np.repeat(anatomy.body.any(axis=1), grid.factor, axis=1)[:, :hu.shape[2]]
+    sides = np.where(net, net_labels, _side_map(net_labels, body_cols))
     labels = np.where(lung, sides, 0).astype(np.uint8)
     mask = postprocess_lung_mask(labels)
     airway_out = grid.upsample(anatomy.airway) & (hu < AIR_HU) & (mask == 0)
@@ -297,8 +297,7 @@ def segment_chest(volume: Volume, model: Any, *, batch_size: int = 16,
                                         reach_mm)
     if not lung.any():
         logger.warning("No lung found in the volume (%s).", volume.metadata.get("source_path"))
-    return ChestMasks(lung=lung, airway=airway, body=anatomy.grid.upsample(anatomy.body),
-                      anatomy=anatomy)
+    return ChestMasks(lung=lung, airway=airway, anatomy=anatomy)
 
 
 def segment_lungs(volume: Volume, model: Any, *, batch_size: int = 16, dtype: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -108,7 +109,6 @@ def _one(job: tuple[int, int, Any, Path, bool, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
@@ -149,12 +149,7 @@ def run(args: argparse.Namespace) -> int:
                 results.append(result)
                 bar.update()
     bar.close()
-    manifest = {"seed": args.seed, "params": repr(params), "cases": results}
-    name = "manifest.json" if args.start == 0 else f"manifest_{args.start:03d}.json"
-    (out / name).write_text(json.dumps(manifest, indent=1))
-    if not args.quiet:
-        positives = sum(r["label"] == "covid" for r in results)
-        print(f"wrote {len(results)} cases ({positives} covid) to {out}")
+    _write_manifest(out, args, {"seed": args.seed, "params": repr(params)}, results, "covid")
     return 0
 
 
@@ -165,7 +160,6 @@ def _run_insert(args: argparse.Namespace) -> int:
     (1 right, 2 left), infection.nii.gz (0 none, 1 GGO, 2 consolidation) and truth.json,
     as `covidct synth` writes them, so `covidct train ... --data OUT` reads them unchanged.
     """
-    import json
 
     import numpy as np
 
@@ -221,12 +215,18 @@ def _run_insert(args: argparse.Namespace) -> int:
                             "source": str(ct_path), "label": "negative",
                             "infection_volume_cm3": 0.0})
             index += 1
-    manifest = {"seed": args.seed, "mode": "insert", "severity": [low, high],
-                "inputs": [str(p) for p in inputs], "lung_masks": [str(p) for p in masks],
-                "cases": results}
+    _write_manifest(out, args, {"seed": args.seed, "mode": "insert", "severity": [low, high],
+                                "inputs": [str(p) for p in inputs],
+                                "lung_masks": [str(p) for p in masks]},
+                    results, "with inserted lesions")
+    return 0
+
+
+def _write_manifest(out: Path, args: argparse.Namespace, header: dict[str, Any],
+                    results: list[dict[str, Any]], positive_word: str) -> None:
+    """OUT/manifest.json (manifest_NNN.json for a --start run) and the one-line summary."""
     name = "manifest.json" if args.start == 0 else f"manifest_{args.start:03d}.json"
-    (out / name).write_text(json.dumps(manifest, indent=1))
+    (out / name).write_text(json.dumps({**header, "cases": results}, indent=1))
     if not args.quiet:
         positives = sum(r["label"] == "covid" for r in results)
-        print(f"wrote {len(results)} cases ({positives} with inserted lesions) to {out}")
-    return 0
+        print(f"wrote {len(results)} cases ({positives} {positive_word}) to {out}")
