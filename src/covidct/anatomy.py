@@ -83,12 +83,20 @@ class PooledGrid:
                 else array
             blocks = arr.reshape(z, arr.shape[1] // f, f, arr.shape[2] // f, f)
             return blocks.sum(axis=(2, 4), dtype=np.uint8).astype(np.float32) / (f * f)
-        arr = np.asarray(array, dtype=np.float32)
+        arr = np.asarray(array)
         z, y, x = arr.shape
         py, px = -y % f, -x % f
         if py or px:
             arr = np.pad(arr, ((0, 0), (0, py), (0, px)), mode="edge")
-        return arr.reshape(z, arr.shape[1] // f, f, arr.shape[2] // f, f).mean(axis=(2, 4))
+        # a sum of f x f strided views: 3-4x faster than a reshape + mean over two axes
+        # (exact for integer HU: the sums of a few int16 values are exact in float32)
+        out = arr[:, 0::f, 0::f].astype(np.float32)
+        for dy in range(f):
+            for dx in range(f):
+                if dy or dx:
+                    out += arr[:, dy::f, dx::f]
+        out /= f * f
+        return out
 
     def upsample(self, mask: np.ndarray) -> np.ndarray:
         """A pooled (z, y', x') mask -> the full grid (nearest)."""
@@ -258,7 +266,8 @@ def airway_mask(hu_pooled: np.ndarray, lung_air: np.ndarray, body: np.ndarray,
     zs = np.flatnonzero(lung_air.any(axis=(1, 2)))
     seed_x = int(round(np.nonzero(seed)[2].mean()))
     half = int(round(AIRWAY_HALF_WIDTH_MM / spacing_mm[2]))
-    box = (slice(int(zs[0]), None), slice(None),
+    rows = np.flatnonzero(body.any(axis=(0, 2)))
+    box = (slice(int(zs[0]), None), slice(int(rows[0]), int(rows[-1]) + 1),
            slice(max(seed_x - half, 0), seed_x + half + 1))
     sub_hu, sub_body, sub_seed = hu_pooled[box], body[box], seed[box]
     previous = None
@@ -269,7 +278,7 @@ def airway_mask(hu_pooled: np.ndarray, lung_air: np.ndarray, body: np.ndarray,
         ids = ids[ids > 0]
         if ids.size == 0:
             continue
-        grown = np.isin(labels, ids)
+        grown = labels == ids[0] if ids.size == 1 else np.isin(labels, ids)
         volume = float(grown.sum()) * voxel_cm3
         # a leak into the lung multiplies the volume; the growing trachea and bronchi do not
         # pass MAX_AIRWAY_CM3
