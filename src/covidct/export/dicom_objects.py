@@ -1,0 +1,66 @@
+"""The DICOM outputs of one analysis: seg.dcm, sr.dcm and sc/ (see dicom_seg, dicom_sr,
+dicom_sc), written beside result.json.
+
+``write_dicom_outputs(result, source_datasets, out_dir)`` is the one entry point (used by
+``covidct analyze`` and meant for a PACS worker): ``source_datasets`` are the pydicom
+datasets of the analysed series (other series among them are ignored; pixel data is not
+needed), e.g. ``covidct.io.dicom_source.read_source_datasets(path)`` or the instances
+retrieved from a PACS. UIDs are deterministic (covidct.export.dicom_uids).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from covidct import __version__
+from covidct.export.dicom_sc import build_sc_images, write_sc_images
+from covidct.export.dicom_seg import build_seg
+from covidct.export.dicom_sr import build_sr
+from covidct.export.dicom_uids import OutputUIDs
+from covidct.io.dicom_source import source_stack
+from covidct.pipeline import CaseResult
+
+log = logging.getLogger(__name__)
+
+SEG_NAME = "seg.dcm"
+SR_NAME = "sr.dcm"
+SC_FOLDER = "sc"
+
+
+def write_dicom_outputs(result: CaseResult, source_datasets: Sequence[Dataset],
+                        out_dir: str | Path, doc: dict[str, Any] | None = None) -> list[Path]:
+    """Write seg.dcm, sr.dcm and sc/sc_KKKK.dcm into ``out_dir``; returns their paths
+    (SEG, SR, then the SC images in slice order).
+
+    result: the analysis of the volume loaded from these datasets (``covidct.analyze``).
+    doc: the result.json document the SR must match (built from ``result`` when None).
+    Raises InputError when the datasets are not the analysed series (another series,
+    other slices), have no SeriesInstanceUID, or are Enhanced (multi-frame) CT.
+    """
+    from covidct.export.result_json import build_result
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    series_key = result.volume.metadata.get("series_uid")
+    stack = source_stack(source_datasets, series_key)
+    stack.require_matches(result.volume)
+    uids = OutputUIDs.for_result(stack.series_uid, __version__, result.models)
+    if doc is None:
+        doc = build_result(result, {}, {})
+    seg = build_seg(result, stack, uids)
+    seg_path = out_dir / SEG_NAME
+    seg.save_as(seg_path, enforce_file_format=True)
+    sr_path = out_dir / SR_NAME
+    build_sr(doc, seg, stack, uids).save_as(sr_path, enforce_file_format=True)
+    sc_dir = out_dir / SC_FOLDER
+    if sc_dir.is_dir():  # a re-run replaces the previous captures
+        for old in sc_dir.glob("sc_*.dcm"):
+            old.unlink()
+    sc_paths = write_sc_images(build_sc_images(result, stack, uids), sc_dir)
+    log.info("DICOM outputs: %s, %s, %d secondary captures", seg_path, sr_path, len(sc_paths))
+    return [seg_path, sr_path, *sc_paths]
