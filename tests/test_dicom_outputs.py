@@ -275,4 +275,4 @@ def test_dicom_out_on_nifti_input_is_a_clear_error(stand_in_models, tmp_path, ca
     volume, _, _ = phantom(lesion=False, shape=SHAPE, spacing=(6.0, 2.5, 2.5))
     path = write_nifti(volume.hu, volume.affine, tmp_path / "ct.nii.gz", dtype=np.int16)
     assert main(["analyze", str(path), "-o", str(tmp_path / "out"), "-q", "--dicom-out"]) == 2
-    assert "--dicom-out needs a DICOM input" in capsys.readouterr().err
+    assert "--dicom-out (dicom_out=True) needs a DICOM input" in capsys.readouterr().err

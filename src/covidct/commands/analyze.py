@@ -90,37 +90,6 @@ def _clear_previous_outputs(out_dir: Path) -> None:
             dcm.unlink()
 
 
-def dicom_sources_for(volume: Any, input_path: Path, dicom_out: bool | None) -> list | None:
-    """The source datasets for the DICOM outputs, or None when they are not written.
-
-    dicom_out None (default): written when the input is DICOM and the series can carry
-    them (a warning says why not otherwise); True: required (InputError when impossible);
-    False: never. Checked before the analysis so a failure costs nothing.
-    """
-    import logging
-
-    from covidct.io.dicom_source import read_source_datasets, source_stack
-
-    if dicom_out is False:
-        return None
-    if volume.metadata.get("format") != "dicom":
-        if dicom_out:
-            raise InputError(
-                f"--dicom-out needs a DICOM input (the CT series the objects reference); "
-                f"{input_path} is {volume.metadata.get('format') or 'not DICOM'}. Give the "
-                "DICOM series, or drop --dicom-out.")
-        return None
-    datasets = read_source_datasets(input_path)
-    try:
-        source_stack(datasets, volume.metadata.get("series_uid")).require_matches(volume)
-    except InputError as exc:
-        if dicom_out:
-            raise
-        logging.getLogger(__name__).warning("DICOM outputs are not written: %s", exc)
-        return None
-    return datasets
-
-
 class _Progress:
     """A tqdm bar over the job's steps (stderr, terminal only, silenced by --quiet)."""
 
@@ -150,8 +119,10 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
                       overwrite: bool = False, dicom_out: bool | None = None) -> dict[str, Any]:
     """Read, analyse and write every output; returns the result.json document.
 
-    dicom_out: see dicom_sources_for (None: DICOM SEG/SR/SC when the input is DICOM).
+    dicom_out: see covidct.export.dicom_objects.dicom_sources_for (None: DICOM SEG/SR/SC
+    when the input is DICOM).
     """
+    from covidct.export.dicom_objects import dicom_sources_for
     from covidct.export.outputs import EXPORT_STAGES, write_outputs
     from covidct.hu_units import require_hounsfield
     from covidct.io import load_volume
@@ -167,7 +138,7 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
         progress("reading input")
         volume = load_volume(input_path, series_uid=series_uid)
         require_hounsfield(volume)
-        sources = dicom_sources_for(volume, input_path, dicom_out)
+        sources = dicom_sources_for(volume, dicom_out)
         timings["read"] = round(time.perf_counter() - started, 3)
         progress("loading models")
         t0 = time.perf_counter()

@@ -18,12 +18,14 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from covidct import __version__
+from covidct.errors import InputError
 from covidct.export.dicom_sc import build_sc_images, write_sc_images
 from covidct.export.dicom_seg import build_seg
 from covidct.export.dicom_sr import build_sr
 from covidct.export.dicom_uids import OutputUIDs
-from covidct.io.dicom_source import source_stack
+from covidct.io.dicom_source import read_source_datasets, source_stack
 from covidct.pipeline import CaseResult
+from covidct.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +66,34 @@ def write_dicom_outputs(result: CaseResult, source_datasets: Sequence[Dataset],
     sc_paths = write_sc_images(build_sc_images(result, stack, uids), sc_dir)
     log.info("DICOM outputs: %s, %s, %d secondary captures", seg_path, sr_path, len(sc_paths))
     return [seg_path, sr_path, *sc_paths]
+
+
+def dicom_sources_for(volume: Volume, dicom_out: bool | None) -> list[Dataset] | None:
+    """The source datasets for the DICOM outputs of ``volume``, or None when none are written.
+
+    Read again (headers only) from volume.metadata["source_path"]. dicom_out None (the
+    default): written when the input is DICOM and the series can carry them (otherwise a
+    warning says why not); True: required (InputError when impossible); False: never.
+    Callers check this before the analysis, so a failure costs nothing.
+    """
+    if dicom_out is False:
+        return None
+    meta = volume.metadata
+    source = meta.get("source_path")
+    if meta.get("format") != "dicom" or not source:
+        if dicom_out:
+            raise InputError(
+                f"--dicom-out (dicom_out=True) needs a DICOM input, the CT series the objects "
+                f"reference; the input {source or '(an in-memory volume)'} is "
+                f"{meta.get('format') or 'not DICOM'}. Give the DICOM series, or drop "
+                "--dicom-out.")
+        return None
+    datasets = read_source_datasets(source)
+    try:
+        source_stack(datasets, meta.get("series_uid")).require_matches(volume)
+    except InputError as exc:
+        if dicom_out:
+            raise
+        log.warning("DICOM outputs are not written: %s", exc)
+        return None
+    return datasets
