@@ -126,7 +126,8 @@ def save_result(result: CaseResult, out_dir: str | Path, *, report: bool = True,
         raise InputError(f"The output folder {out} is not empty. Choose a new folder, or pass "
                          "overwrite=True to replace the covidct outputs in it.")
     sources = dicom_sources_for(result.volume, dicom_out)
-    return write_outputs(result, out, report=report, dicom_sources=sources)
+    return write_outputs(result, out, report=report, dicom_sources=sources,
+                         dicom_required=bool(dicom_out))
 
 
 def result_schema() -> dict[str, Any]:

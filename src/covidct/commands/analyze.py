@@ -149,7 +149,8 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
         if overwrite:
             _clear_previous_outputs(out_dir)
         doc = write_outputs(result, out_dir, report=report, timings_s=timings,
-                            progress=progress, started=started, dicom_sources=sources)
+                            progress=progress, started=started, dicom_sources=sources,
+                            dicom_required=bool(dicom_out))
     finally:
         progress.close()
     return doc

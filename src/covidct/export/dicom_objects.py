@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,13 @@ from covidct.pipeline import CaseResult
 from covidct.volume import Volume
 
 log = logging.getLogger(__name__)
+
+PIXEL_DATA = 0x7FE00010
+# Type 2 attributes (present, may be empty) that the derived objects copy from the source:
+# an anonymised source may lack them; the objects then carry them empty.
+_TYPE2_FROM_SOURCE = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                      "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+                      "ReferringPhysicianName")
 
 SEG_NAME = "seg.dcm"
 SR_NAME = "sr.dcm"
@@ -50,6 +58,7 @@ def write_dicom_outputs(result: CaseResult, source_datasets: Sequence[Dataset],
     out_dir.mkdir(parents=True, exist_ok=True)
     series_key = result.volume.metadata.get("series_uid")
     stack = source_stack(source_datasets, series_key)
+    stack = replace(stack, datasets=tuple(_header_copy(ds) for ds in stack.datasets))
     stack.require_matches(result.volume)
     uids = OutputUIDs.for_result(stack.series_uid, __version__, result.models)
     if doc is None:
@@ -66,6 +75,23 @@ def write_dicom_outputs(result: CaseResult, source_datasets: Sequence[Dataset],
     sc_paths = write_sc_images(build_sc_images(result, stack, uids), sc_dir)
     log.info("DICOM outputs: %s, %s, %d secondary captures", seg_path, sr_path, len(sc_paths))
     return [seg_path, sr_path, *sc_paths]
+
+
+def _header_copy(ds: Dataset) -> Dataset:
+    """A new dataset with the source's header elements, without its pixel data (neither read
+    nor needed), and empty Type 2 attributes where the source lacks them. The source
+    dataset is not modified."""
+    copy = Dataset()
+    for tag in ds.keys():
+        if tag != PIXEL_DATA:  # accessing a deferred element would read it from disk
+            copy[tag] = ds[tag]
+    copy.filename = getattr(ds, "filename", None)
+    if hasattr(ds, "file_meta"):
+        copy.file_meta = ds.file_meta
+    for keyword in _TYPE2_FROM_SOURCE:
+        if keyword not in copy:
+            setattr(copy, keyword, "")
+    return copy
 
 
 def dicom_sources_for(volume: Volume, dicom_out: bool | None) -> list[Dataset] | None:

@@ -28,12 +28,14 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
                   timings_s: dict[str, float] | None = None,
                   progress: Callable[[str], None] | None = None,
                   started: float | None = None,
-                  dicom_sources: Sequence[Dataset] | None = None) -> dict[str, Any]:
+                  dicom_sources: Sequence[Dataset] | None = None,
+                  dicom_required: bool = False) -> dict[str, Any]:
     """Write NIfTI, PNGs, result.json and (optionally) report.html into out_dir.
 
     dicom_sources: the datasets of the analysed DICOM series; when given, seg.dcm, sr.dcm
     and sc/ are written too (covidct.export.dicom_objects) and listed under
-    outputs["dicom"].
+    outputs["dicom"]. When writing them fails, the error is raised if dicom_required, else
+    it becomes a warning in result.json and the other outputs are still written.
 
     timings_s: timings measured before the analysis (read, load models); the pipeline's
     stage timings, the export steps and a
@@ -77,10 +79,17 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
     if dicom_sources is not None:
         from covidct.export.dicom_objects import write_dicom_outputs
 
-        paths = step("dicom", lambda: write_dicom_outputs(result, dicom_sources, out_dir,
-                                                          doc=doc))
-        names = [p.relative_to(out_dir).as_posix() for p in paths]
-        doc["outputs"]["dicom"] = {"seg": names[0], "sr": names[1], "sc": names[2:]}
+        try:
+            paths = step("dicom", lambda: write_dicom_outputs(result, dicom_sources, out_dir,
+                                                              doc=doc))
+        except Exception as exc:  # highdicom raises many types on unusual source headers
+            if dicom_required:
+                raise
+            log.warning("DICOM outputs were not written: %s", exc)
+            doc["warnings"].append(f"DICOM outputs (SEG, SR, SC) were not written: {exc}")
+        else:
+            names = [p.relative_to(out_dir).as_posix() for p in paths]
+            doc["outputs"]["dicom"] = {"seg": names[0], "sr": names[1], "sc": names[2:]}
         timings["total"] = total()
         doc["timings_s"] = timings
     if report:
