@@ -26,14 +26,17 @@ from covidct.io.dicom_source import read_source_datasets, source_stack
 from covidct.synth.dicom_writer import DicomQuirks
 from dicom_case import SHAPE, loaded_case
 
-GEOMETRIES = {
-    "head-first, positive cosines": ((), DicomQuirks()),
-    "negative row and column cosines": ((1, 2), DicomQuirks()),
-    "feet-first": ((0,), DicomQuirks()),
-    "gantry tilt 15 deg, feet-first, negative row cosine": ((0, 2),
-                                                           DicomQuirks(gantry_tilt_deg=15.0)),
+AXIAL = (0, 1, 2)
+GEOMETRIES = {  # (flipped axes, quirks, axis order of the written series)
+    "head-first, positive cosines": ((), DicomQuirks(), AXIAL),
+    "negative row and column cosines": ((1, 2), DicomQuirks(), AXIAL),
+    "feet-first": ((0,), DicomQuirks(), AXIAL),
+    "gantry tilt 15 deg, feet-first, negative row cosine": (
+        (0, 2), DicomQuirks(gantry_tilt_deg=15.0), AXIAL),
     "non-uniform spacing and a missing slice, negative column cosine": (
-        (1,), DicomQuirks(nonuniform_spacing=True, missing_slice=True, shuffle_file_names=True)),
+        (1,), DicomQuirks(nonuniform_spacing=True, missing_slice=True, shuffle_file_names=True),
+        AXIAL),
+    "coronal series, negative column cosine": ((0,), DicomQuirks(), (1, 0, 2)),
 }
 
 
@@ -52,8 +55,9 @@ def _seg_frames(seg: pydicom.Dataset):
 
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_seg_frames_equal_the_nifti_masks_at_the_referenced_slice(name, tmp_path):
-    axes, quirks = GEOMETRIES[name]
-    paths, result = loaded_case(tmp_path / "src", axes=axes, quirks=quirks)
+    axes, quirks, order = GEOMETRIES[name]
+    uniform = not (quirks.nonuniform_spacing or quirks.missing_slice)
+    paths, result = loaded_case(tmp_path / "src", axes=axes, quirks=quirks, order=order)
     write_nifti_outputs(result, tmp_path)
     lung, affine = read_nifti_array(tmp_path / "lung_mask.nii.gz")
     infection, _ = read_nifti_array(tmp_path / "infection_mask.nii.gz")
@@ -66,10 +70,10 @@ def test_seg_frames_equal_the_nifti_masks_at_the_referenced_slice(name, tmp_path
     seg = hd.seg.segread(tmp_path / "seg.dcm")
 
     n = len(sources)
-    assert n == result.volume.shape[0]
     assert int(seg.NumberOfFrames) == n * 4  # empty frames are kept
-    # Canonical slice order is inferior -> superior along the canonical slice axis: rank the
-    # source images by their position along it (independent of the writer's code).
+    # Each pixel's voxel comes from the SEG's own geometry through the NIfTI's inverse affine.
+    # With irregular slice positions that affine is exact in-plane only; canonical slice z
+    # (inferior -> superior) is then the rank of the source image's position along it.
     axis0 = affine[:3, 0] / np.linalg.norm(affine[:3, 0])
     by_uid = {ds.SOPInstanceUID: ds for ds in sources}
     order = sorted(by_uid, key=lambda u: np.array(by_uid[u].ImagePositionPatient,
@@ -93,9 +97,11 @@ def test_seg_frames_equal_the_nifti_masks_at_the_referenced_slice(name, tmp_path
         lps = (ipp[:, None, None] + iop[:3, None, None] * (cc * dc) + iop[3:, None, None]
                * (rr * dr))
         voxel = np.einsum("ij,jyx->iyx", inverse[:3, :3], lps) + inverse[:3, 3, None, None]
-        j, i = voxel[1], voxel[2]
-        assert np.allclose(j, np.rint(j), atol=1e-3) and np.allclose(i, np.rint(i), atol=1e-3)
-        expected = truth[number][canonical_z[uid], np.rint(j).astype(int), np.rint(i).astype(int)]
+        if not uniform:
+            voxel[0] = canonical_z[uid]
+        assert np.allclose(voxel, np.rint(voxel), atol=1e-3)
+        z, j, i = np.rint(voxel).astype(int)
+        expected = truth[number][z, j, i]
         frame = seg.pixel_array[f] if n * 4 > 1 else seg.pixel_array
         np.testing.assert_array_equal(frame.astype(bool), expected, err_msg=f"frame {f + 1}")
         checked += 1
