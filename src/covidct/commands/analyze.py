@@ -138,8 +138,13 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
         progress("reading input")
         volume = load_volume(input_path, series_uid=series_uid)
         require_hounsfield(volume)
-        sources = dicom_sources_for(volume, dicom_out)
         timings["read"] = round(time.perf_counter() - started, 3)
+        t0 = time.perf_counter()
+        sources = dicom_sources_for(volume, dicom_out)  # headers again, for SEG / SR / SC
+        if sources is not None:
+            timings["read_dicom_sources"] = round(time.perf_counter() - t0, 3)
+        elif dicom_out is not False:  # no DICOM step after all
+            progress.bar.total -= 1
         progress("loading models")
         t0 = time.perf_counter()
         bundle = load_bundle(models_dir)
