@@ -1,0 +1,64 @@
+"""The analysis the worker runs on one retrieved series: covidct analyze with DICOM outputs.
+
+``OutputProducer(models_dir, config)(series_dir, out_dir)`` reads the series written in
+``series_dir``, runs the analysis (Gozes et al. 2020 pipeline, ``covidct.pipeline``), writes
+result.json in ``out_dir`` and the DICOM SEG, SR and secondary captures in ``out_dir/dicom``
+(``covidct.export.dicom_objects``), and returns the DICOM paths. The models are loaded once
+per producer, not once per series.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from covidct.config import AnalysisConfig
+
+log = logging.getLogger(__name__)
+
+
+def read_series_datasets(series_dir: Path) -> list[Dataset]:
+    """Every DICOM file of ``series_dir`` (headers only: the writer needs no pixel data)."""
+    return [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(series_dir.iterdir())
+            if p.is_file()]
+
+
+class OutputProducer:
+    """Analyses one DICOM series folder and writes its DICOM outputs (models loaded lazily)."""
+
+    def __init__(self, models_dir: Path | None = None,
+                 config: AnalysisConfig | None = None) -> None:
+        self.models_dir = models_dir
+        self.config = config or AnalysisConfig()
+        self._bundle: Any = None
+
+    def _models(self) -> Any:
+        if self._bundle is None:
+            from covidct.models.registry import load_bundle
+
+            self._bundle = load_bundle(self.models_dir)
+        return self._bundle
+
+    def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:
+        """Analyse the series in ``series_dir``; returns the DICOM output paths (SEG, SR, SC).
+
+        Raises InputError (and other CovidCTError) when the series cannot be analysed."""
+        from covidct.export.dicom_objects import write_dicom_outputs
+        from covidct.export.result_json import build_result, write_result_json
+        from covidct.hu_units import require_hounsfield
+        from covidct.io import load_volume
+        from covidct.pipeline import analyze
+
+        volume = load_volume(series_dir)
+        require_hounsfield(volume)
+        result = analyze(volume, self.config, self._models())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        doc = build_result(result, {"result_json": "result.json"}, dict(result.timings_s))
+        write_result_json(doc, out_dir / "result.json")
+        log.info("analysed %s: %s", series_dir, doc["decision"]["label"])
+        return write_dicom_outputs(result, read_series_datasets(series_dir), out_dir / "dicom",
+                                   doc)
