@@ -45,6 +45,17 @@ def dicomweb_plugin() -> Path | None:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies (Linux prctl), so a
+    killed test run leaves no Orthanc behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -105,7 +116,7 @@ def start_orthanc(root: Path, *, stable_age_s: int = 1, timeout_s: float = 30.0)
     config_path.write_text(json.dumps(config, indent=2))
     log = open(root / "orthanc.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen([binary, str(config_path)], stdout=log, stderr=subprocess.STDOUT,
-                               cwd=root)
+                               cwd=root, preexec_fn=_die_with_parent)
     log.close()
     server = OrthancServer(process, port, root)
     deadline = time.monotonic() + timeout_s

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from covidct.commands.analyze import add_config_arguments, config_from_args
+
 HELP = "analyse new CT series in an Orthanc PACS and store SEG, SR and captures back (DICOMweb)"
 DEFAULT_STATE = Path("covidct-pacs-state.json")
 PASSWORD_ENV = "COVIDCT_PACS_PASSWORD"
@@ -35,6 +37,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="tries per PACS request before giving up (default: 5; waits "
                              "0.5, 1, 2, 4 ... s between them, at most 10 s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    add_config_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +78,8 @@ def build_worker(args: argparse.Namespace):  # -> PacsWorker (imports kept lazy)
     client = PacsClient(args.url, credentials, dicomweb_root=args.dicomweb_root,
                         backoff=Backoff(attempts=args.retries))
     check_pacs(client)
-    return PacsWorker(client, args.state, OutputProducer(args.models), work_dir=args.work_dir)
+    producer = OutputProducer(args.models, config_from_args(args))
+    return PacsWorker(client, args.state, producer, work_dir=args.work_dir)
 
 
 def run(args: argparse.Namespace) -> int:

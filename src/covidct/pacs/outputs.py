@@ -13,18 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pydicom
-from pydicom.dataset import Dataset
-
 from covidct.config import AnalysisConfig
 
 log = logging.getLogger(__name__)
-
-
-def read_series_datasets(series_dir: Path) -> list[Dataset]:
-    """Every DICOM file of ``series_dir`` (headers only: the writer needs no pixel data)."""
-    return [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(series_dir.iterdir())
-            if p.is_file()]
 
 
 class OutputProducer:
@@ -51,6 +42,7 @@ class OutputProducer:
         from covidct.export.result_json import build_result, write_result_json
         from covidct.hu_units import require_hounsfield
         from covidct.io import load_volume
+        from covidct.io.dicom_source import read_source_datasets
         from covidct.pipeline import analyze
 
         volume = load_volume(series_dir)
@@ -60,5 +52,5 @@ class OutputProducer:
         doc = build_result(result, {"result_json": "result.json"}, dict(result.timings_s))
         write_result_json(doc, out_dir / "result.json")
         log.info("analysed %s: %s", series_dir, doc["decision"]["label"])
-        return write_dicom_outputs(result, read_series_datasets(series_dir), out_dir / "dicom",
+        return write_dicom_outputs(result, read_source_datasets(series_dir), out_dir / "dicom",
                                    doc)

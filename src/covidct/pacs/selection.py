@@ -2,9 +2,10 @@
 
 Decided from the series' DICOM JSON metadata (WADO-RS, PS3.18 F.2), before any pixel data is
 fetched. Skipped, with the reason recorded: other modalities and non-image objects (SR, SEG,
-secondary captures, by Modality and SOP Class), covidct's own outputs (ManufacturerModelName
-"covidct"), localizers (ImageType LOCALIZER), non-axial series (slice normal more than
-``MAX_TILT_DEG`` from the patient's z axis) and series with too few slices to be a chest CT.
+secondary captures, by Modality and SOP Class), covidct's own outputs
+(``is_covidct_output``), localizers (ImageType LOCALIZER), non-axial series (slice normal
+more than ``MAX_TILT_DEG`` from the patient's z axis) and series with too few slices to be a
+chest CT.
 """
 
 from __future__ import annotations
@@ -40,8 +41,17 @@ def json_first(item: DicomJson, keyword: str, default: Any = None) -> Any:
 
 
 def is_covidct_output(item: DicomJson) -> bool:
-    """True for an object covidct wrote (its SEG, SR or secondary captures)."""
-    return str(json_first(item, "ManufacturerModelName", "")).strip().lower() == OWN_MODEL_NAME
+    """True for an object covidct wrote (its SEG, SR or secondary captures): the
+    ManufacturerModelName "covidct", or the Manufacturer "covidct" with a SeriesDescription
+    starting "covidct " on an object that is not a CT image."""
+    def text(keyword: str) -> str:
+        return str(json_first(item, keyword, "") or "").strip().lower()
+
+    if text("ManufacturerModelName") == OWN_MODEL_NAME:
+        return True
+    return (text("Manufacturer") == OWN_MODEL_NAME
+            and text("SeriesDescription").startswith(OWN_MODEL_NAME + " ")
+            and str(json_first(item, "SOPClassUID", "")) not in CT_IMAGE_SOP_CLASSES)
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,9 @@ class PacsWorker:
                                                str(json_first(series, "SeriesInstanceUID")))
             if not meta or not is_covidct_output(meta[0]):
                 continue
-            if __version__ not in [str(v) for v in json_values(meta[0], "SoftwareVersions")]:
-                continue
+            versions = [str(v) for v in json_values(meta[0], "SoftwareVersions")]
+            if versions and __version__ not in versions:
+                continue  # another covidct version: its result is another object
             if _mentions(meta[0], ref.series_uid):
                 kinds.add(output_kind(str(json_first(meta[0], "Modality", "")),
                                       str(json_first(meta[0], "SOPClassUID", ""))))
