@@ -31,11 +31,22 @@ def flipped(volume: Volume, axes: tuple[int, ...]) -> Volume:
     return Volume(hu=np.ascontiguousarray(hu), affine=affine, metadata=volume.metadata)
 
 
-def write_phantom_series(folder, axes=(), quirks=DicomQuirks(), seed=0):  # noqa: B008
-    """Write the phantom (array axes in ``axes`` reversed) as a CT series; returns paths."""
+def permuted(volume: Volume, order: tuple[int, int, int]) -> Volume:
+    """The same voxels with array axes reordered (new axis t is old axis order[t]): (1, 0, 2)
+    makes the writer's slices coronal."""
+    affine = volume.affine.copy()
+    affine[:3, :3] = volume.affine[:3, list(order)]
+    return Volume(hu=np.ascontiguousarray(np.transpose(volume.hu, order)), affine=affine,
+                  metadata=volume.metadata)
+
+
+def write_phantom_series(folder, axes=(), quirks=DicomQuirks(), seed=0,  # noqa: B008
+                         order=(0, 1, 2)):
+    """Write the phantom (array axes in ``axes`` reversed, then reordered by ``order``) as a
+    CT series; returns paths."""
     volume, _, _ = phantom(lesion=True, shape=SHAPE, spacing=SPACING_MM)
-    return write_ct_series(flipped(volume, axes), folder, quirks=quirks, seed=seed,
-                           patient_id="DICOMOUT", series_description="phantom")
+    return write_ct_series(permuted(flipped(volume, axes), order), folder, quirks=quirks,
+                           seed=seed, patient_id="DICOMOUT", series_description="phantom")
 
 
 def known_result(volume: Volume) -> CaseResult:
@@ -77,7 +88,7 @@ def known_result(volume: Volume) -> CaseResult:
                       models=models, coverage=coverage)
 
 
-def loaded_case(folder, axes=(), quirks=DicomQuirks()):  # noqa: B008
+def loaded_case(folder, axes=(), quirks=DicomQuirks(), order=(0, 1, 2)):  # noqa: B008
     """(paths, CaseResult) of the phantom written with these quirks and loaded back."""
-    paths = write_phantom_series(folder, axes=axes, quirks=quirks)
+    paths = write_phantom_series(folder, axes=axes, quirks=quirks, order=order)
     return paths, known_result(load_volume(folder))

@@ -56,6 +56,15 @@ class CaseResult:
         extra = self.coverage.warnings if self.coverage is not None else ()
         return tuple(self.volume.warnings) + tuple(extra)
 
+    def save(self, out_dir: Any, *, report: bool = True, dicom_out: bool | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
+        """Write every output into ``out_dir``; returns the result.json document
+        (see covidct.api.save_result)."""
+        from covidct.api import save_result
+
+        return save_result(self, out_dir, report=report, dicom_out=dicom_out,
+                           overwrite=overwrite)
+
 
 @contextmanager
 def _stage(name: str, timings: dict[str, float], progress: ProgressFn | None) -> Iterator[None]:

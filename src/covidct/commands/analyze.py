@@ -14,7 +14,8 @@ from covidct.errors import InputError
 
 HELP = "analyse one chest CT: decision, Corona score, % involvement, masks, report"
 OUTPUT_NAMES = ("result.json", "report.html", "lung_mask.nii.gz", "airway_mask.nii.gz",
-                "infection_mask.nii.gz", "heatmap.nii.gz", "render_3d.png", "slice_profile.png")
+                "infection_mask.nii.gz", "heatmap.nii.gz", "render_3d.png", "slice_profile.png",
+                "seg.dcm", "sr.dcm")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty output folder, replacing covidct outputs")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument("--dicom-out", action=argparse.BooleanOptionalAction, default=None,
+                        help="write DICOM SEG (seg.dcm), a TID 1500 SR (sr.dcm) and secondary "
+                             "captures (sc/) referencing the source series (default: on when "
+                             "the input is DICOM)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar and no summary")
     add_config_arguments(parser)
@@ -79,6 +84,10 @@ def _clear_previous_outputs(out_dir: Path) -> None:
     if overlays.is_dir():
         for png in overlays.glob("slice_*.png"):
             png.unlink()
+    captures = out_dir / "sc"
+    if captures.is_dir():
+        for dcm in captures.glob("sc_*.dcm"):
+            dcm.unlink()
 
 
 class _Progress:
@@ -107,8 +116,13 @@ class _Progress:
 def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *,
                       series_uid: str | None = None, models_dir: Path | None = None,
                       report: bool = True, quiet: bool = False,
-                      overwrite: bool = False) -> dict[str, Any]:
-    """Read, analyse and write every output; returns the result.json document."""
+                      overwrite: bool = False, dicom_out: bool | None = None) -> dict[str, Any]:
+    """Read, analyse and write every output; returns the result.json document.
+
+    dicom_out: see covidct.export.dicom_objects.dicom_sources_for (None: DICOM SEG/SR/SC
+    when the input is DICOM).
+    """
+    from covidct.export.dicom_objects import dicom_sources_for
     from covidct.export.outputs import EXPORT_STAGES, write_outputs
     from covidct.hu_units import require_hounsfield
     from covidct.io import load_volume
@@ -117,13 +131,20 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
 
     check_output_folder(input_path, out_dir, overwrite)
     started = time.perf_counter()
-    progress = _Progress(2 + len(STAGES) + len(EXPORT_STAGES) - (0 if report else 1), quiet)
+    progress = _Progress(2 + len(STAGES) + len(EXPORT_STAGES) - (0 if report else 1)
+                         + (0 if dicom_out is False else 1), quiet)
     try:
         timings: dict[str, float] = {}
         progress("reading input")
         volume = load_volume(input_path, series_uid=series_uid)
         require_hounsfield(volume)
         timings["read"] = round(time.perf_counter() - started, 3)
+        t0 = time.perf_counter()
+        sources = dicom_sources_for(volume, dicom_out)  # headers again, for SEG / SR / SC
+        if sources is not None:
+            timings["read_dicom_sources"] = round(time.perf_counter() - t0, 3)
+        elif dicom_out is not False:  # no DICOM step after all
+            progress.bar.total -= 1
         progress("loading models")
         t0 = time.perf_counter()
         bundle = load_bundle(models_dir)
@@ -133,7 +154,8 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
         if overwrite:
             _clear_previous_outputs(out_dir)
         doc = write_outputs(result, out_dir, report=report, timings_s=timings,
-                            progress=progress, started=started)
+                            progress=progress, started=started, dicom_sources=sources,
+                            dicom_required=bool(dicom_out))
     finally:
         progress.close()
     return doc
@@ -160,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     doc = analyze_to_folder(args.input, args.output, config, series_uid=args.series,
                             models_dir=args.models, report=not args.no_report,
-                            quiet=args.quiet, overwrite=args.overwrite)
+                            quiet=args.quiet, overwrite=args.overwrite,
+                            dicom_out=args.dicom_out)
     if not args.quiet:
         print("\n".join(summary_lines(doc, args.output)))
     return 0

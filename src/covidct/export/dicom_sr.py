@@ -77,8 +77,11 @@ def _referenced_segment(seg: Dataset, number: int, series_uid: str) -> hd.sr.Ref
         source_series=hd.sr.SourceSeriesForSegmentation(series_uid))
 
 
+_VolumetricGroup = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+
+
 def _side_group(doc: dict[str, Any], side: str, seg: Dataset, stack: SourceStack,
-                uids: OutputUIDs, algorithm) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+                uids: OutputUIDs, algorithm) -> _VolumetricGroup:
     laterality, lung_code = SIDES[side]
     lung_site = hd.sr.FindingSite(codes.SCT.Lung, laterality=laterality)
     infection = doc["infection"]
@@ -94,7 +97,7 @@ def _side_group(doc: dict[str, Any], side: str, seg: Dataset, stack: SourceStack
         measurements.append(_measure(PERCENT_INVOLVED, zone["percent"], PERCENT, algorithm, site))
         measurements.append(_measure(ZONE_SCORE, zone["score"], SCORE, algorithm, site))
     label = f"{side.capitalize()} lung"
-    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+    return _VolumetricGroup(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.uid(f"sr tracking {label}"),
                                                      identifier=label),
         referenced_segment=_referenced_segment(seg, SEGMENT_NUMBER[label], stack.series_uid),
@@ -109,7 +112,7 @@ def build_measurement_report(doc: dict[str, Any], seg: Dataset, stack: SourceSta
     infection = doc["infection"]
     groups: list[Any] = [_side_group(doc, side, seg, stack, uids, algorithm)
                          for side in ("right", "left")]
-    groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+    groups.append(_VolumetricGroup(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.uid("sr tracking Infection"),
                                                      identifier="Infection"),
         referenced_segment=_referenced_segment(seg, SEGMENT_NUMBER["Infection"],

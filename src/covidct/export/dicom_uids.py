@@ -1,21 +1,25 @@
 """Deterministic UIDs of the DICOM objects covidct derives from one source series.
 
-Every UID is ``2.25.<integer>`` (ISO/IEC 9834-8, the UUID-derived root that needs no
-registered prefix) made by ``pydicom.uid.generate_uid(prefix=None, entropy_srcs=...)``
-from the SHA-512 of: the source SeriesInstanceUID, the covidct version, the sha256 of
-every model (sorted by role), and the object's role ("seg series", "sc instance <SOP UID>",
-...). Re-running the same version with the same models on the same series gives the same
-UIDs, so a PACS that receives the objects again replaces them instead of duplicating them;
-a new version or new weights give new UIDs (a different result is a different object).
+Every UID is ``2.25.<integer>`` (ISO/IEC 9834-8 / DICOM PS3.5 B.2: a UUID as an
+integer, no registered prefix needed); the UUID is the name-based version-5 UUID (RFC 4122,
+SHA-1, namespace OID) of the text "covidct|<source SeriesInstanceUID>|<covidct
+version>|<role>=<sha256> of every model, sorted by role|<the object's role>" (roles:
+"seg series", "seg instance", "sr series", "sr instance", "sc series",
+"sc instance <source SOP Instance UID>", "sr tracking <group>", "device observer").
+(``pydicom.uid.generate_uid(prefix=None, ...)`` ignores its entropy sources and returns a
+random UUID, so it cannot be used here.)
+
+Re-running the same version with the same models on the same series gives the same UIDs,
+so a PACS that receives the objects again replaces them instead of duplicating them; a new
+version or new weights give new UIDs (a different result is a different object).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from pydicom.uid import generate_uid
 
 from covidct.errors import InputError
 
@@ -45,4 +49,4 @@ class OutputUIDs:
         """The UID of one output ("seg series", "seg instance", "sc instance <SOP UID>")."""
         parts = ["covidct", self.source_series_uid, self.covidct_version,
                  *(f"{r}={s}" for r, s in self.model_sha256s), role]
-        return str(generate_uid(prefix=None, entropy_srcs=parts))
+        return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, '|'.join(parts)).int}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from pydicom.dataset import Dataset
 
 from covidct.export.nifti_outputs import write_nifti_outputs
 from covidct.export.overlays import write_overlays
@@ -25,8 +27,15 @@ EXPORT_STAGES = ("nifti", "overlays", "render 3d", "slice profile", "report")
 def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
                   timings_s: dict[str, float] | None = None,
                   progress: Callable[[str], None] | None = None,
-                  started: float | None = None) -> dict[str, Any]:
+                  started: float | None = None,
+                  dicom_sources: Sequence[Dataset] | None = None,
+                  dicom_required: bool = False) -> dict[str, Any]:
     """Write NIfTI, PNGs, result.json and (optionally) report.html into out_dir.
+
+    dicom_sources: the datasets of the analysed DICOM series; when given, seg.dcm, sr.dcm
+    and sc/ are written too (covidct.export.dicom_objects) and listed under
+    outputs["dicom"]. When writing them fails, the error is raised if dicom_required, else
+    it becomes a warning in result.json and the other outputs are still written.
 
     timings_s: timings measured before the analysis (read, load models); the pipeline's
     stage timings, the export steps and a
@@ -67,6 +76,22 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
 
     timings["total"] = total()
     doc = build_result(result, outputs, timings)
+    if dicom_sources is not None:
+        from covidct.export.dicom_objects import write_dicom_outputs
+
+        try:
+            paths = step("dicom", lambda: write_dicom_outputs(result, dicom_sources, out_dir,
+                                                              doc=doc))
+        except Exception as exc:  # highdicom raises many types on unusual source headers
+            if dicom_required:
+                raise
+            log.warning("DICOM outputs were not written: %s", exc)
+            doc["warnings"].append(f"DICOM outputs (SEG, SR, SC) were not written: {exc}")
+        else:
+            names = [p.relative_to(out_dir).as_posix() for p in paths]
+            doc["outputs"]["dicom"] = {"seg": names[0], "sr": names[1], "sc": names[2:]}
+        timings["total"] = total()
+        doc["timings_s"] = timings
     if report:
         step("report", lambda: write_report(doc, out_dir))
         timings["total"] = total()

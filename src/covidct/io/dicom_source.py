@@ -119,6 +119,13 @@ def source_stack(datasets: Sequence[Dataset], series_uid: str | None = None) -> 
         raise InputError(
             f"The source series {chosen.key} has no SeriesInstanceUID, which DICOM outputs must "
             "reference. Export the series again from the PACS (with its UIDs).")
+    first = chosen.images[0].dataset
+    lacking = [k for k in ("StudyInstanceUID", "FrameOfReferenceUID") if not first.get(k)]
+    if lacking:
+        raise InputError(
+            f"The source series {chosen.key} has no {' or '.join(lacking)} (an anonymiser "
+            "removed it?); DICOM SEG/SR outputs must share the study and frame of reference of "
+            "the images they describe. Export the series with its UIDs, or use --no-dicom-out.")
     if any(img.frame is not None for img in chosen.images):
         raise InputError(
             "The source is an Enhanced (multi-frame) CT object; DICOM SEG/SR/SC outputs are "
