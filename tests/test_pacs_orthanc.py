@@ -96,6 +96,11 @@ def covidct_outputs(server, study_uid: str) -> Counter:
     return kinds
 
 
+def series_uids(server) -> list[str]:
+    return [s["MainDicomTags"]["SeriesInstanceUID"] for s in requests.get(
+        f"{server.url}/series?expand", auth=AUTH, timeout=10).json()]
+
+
 def instance_count(server) -> int:
     return requests.get(f"{server.url}/statistics", auth=AUTH, timeout=10).json()[
         "CountInstances"]
@@ -126,6 +131,9 @@ def test_watch_stores_one_seg_sr_and_sc_series_and_skips_the_rest(orthanc, study
     outputs = covidct_outputs(orthanc, STUDIES["A"])
     assert outputs == {("SEG", 1): 1, ("SR", 1): 1, ("OT", OVERLAYS): 1}, outputs
     doc = load_state(state)
+    source = next(uid for uid, rec in doc.series.items() if rec.status == "done")
+    expected = set(quick_producer().expected_series_uids(source).values())
+    assert expected <= set(series_uids(orthanc))  # the worker finds its outputs by these
     reasons = sorted(rec.reason.split(" (")[0].split(",")[0] for rec in doc.series.values())
     assert [r.status for r in doc.series.values()].count("done") == 1
     assert any("localizer" in r for r in reasons) and any("modality SR" in r for r in reasons)
@@ -159,12 +167,13 @@ def test_restarts_lose_nothing_and_store_nothing_twice(orthanc, study_files, tmp
     stored_once = instance_count(orthanc)
     # 2. restarted, a few changes at a time (a worker stopped by --max-changes each time)
     analysed: list[Path] = []
-    producer = quick_producer()
 
-    def counting(series_dir: Path, out_dir: Path) -> list[Path]:
-        analysed.append(series_dir)
-        return producer(series_dir, out_dir)
+    class Counting(OutputProducer):
+        def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:
+            analysed.append(series_dir)
+            return super().__call__(series_dir, out_dir)
 
+    counting = Counting(config=AnalysisConfig(overlay_count=OVERLAYS))
     for _ in range(200):
         summary = worker(orthanc, state, counting).watch(max_changes=7, once=True)
         if summary.changes == 0:
@@ -188,9 +197,12 @@ def test_a_failing_study_is_recorded_and_the_worker_goes_on(orthanc, study_files
     wait_stable(orthanc)
     seen: list[str] = []
 
-    def fails(series_dir: Path, out_dir: Path) -> list[Path]:
-        seen.append(str(series_dir))
-        raise InputError("no lung found in this series (test)")
+    class Failing(OutputProducer):
+        def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:
+            seen.append(str(series_dir))
+            raise InputError("no lung found in this series (test)")
+
+    fails = Failing()
 
     state = tmp_path / "state.json"
     summary = worker(orthanc, state, fails).watch(once=True)

@@ -16,6 +16,8 @@ from typing import Any
 from covidct.config import AnalysisConfig
 
 log = logging.getLogger(__name__)
+# the roles covidct.export (dicom_seg, dicom_sr, dicom_sc) derive its series UIDs from
+SERIES_ROLES = {"SEG": "seg series", "SR": "sr series", "SC": "sc series"}
 
 
 class OutputProducer:
@@ -33,6 +35,19 @@ class OutputProducer:
 
             self._bundle = load_bundle(self.models_dir)
         return self._bundle
+
+    def expected_series_uids(self, source_series_uid: str) -> dict[str, str]:
+        """The SeriesInstanceUIDs this producer's SEG, SR and SC of ``source_series_uid``
+        get (deterministic per source series, covidct version and model sha256s,
+        covidct.export.dicom_uids): how the worker finds outputs already in the PACS."""
+        from covidct import __version__
+        from covidct.export.dicom_uids import OutputUIDs
+
+        bundle = self._models()
+        models = {"lung": {"sha256": bundle.lung.sha256},
+                  "classifier": {"sha256": bundle.classifier.sha256}}
+        uids = OutputUIDs.for_result(source_series_uid, __version__, models)
+        return {kind: uids.uid(role) for kind, role in SERIES_ROLES.items()}
 
     def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:
         """Analyse the series in ``series_dir``; returns the DICOM output paths (SEG, SR, SC).

@@ -4,8 +4,9 @@ store its DICOM SEG, SR and secondary captures into the same study (STOW-RS).
 Restart-safe and idempotent:
 - the state file (``covidct.pacs.state``) holds the last change handled and every series'
   outcome; it is saved after each series and each change, atomically;
-- before analysing, the PACS is asked whether covidct outputs of this version for the
-  series are already there (a worker killed after storing, before saving its state);
+- before analysing, the PACS is asked whether this covidct's outputs of the series are
+  already there (a worker killed after storing, before saving its state), by the
+  deterministic SeriesInstanceUIDs they get (``OutputProducer.expected_series_uids``);
 - before storing, instances already in the PACS (same SOPInstanceUID: covidct's UIDs are
   deterministic) are left out, so nothing is ever stored twice;
 - a PACS that is down or failing is retried with backoff (``covidct.pacs.client``); when it
@@ -20,31 +21,36 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pydicom
 from pydicom.dataset import Dataset
 
-from covidct import __version__
 from covidct.errors import CovidCTError, PacsError
 from covidct.pacs.changes import STABLE_SERIES, SeriesRef, read_changes, resolve_series
 from covidct.pacs.client import PacsAuthError, PacsClient, PacsNotFound, PacsUnavailable
 from covidct.pacs.selection import (
-    is_covidct_output,
     json_first,
-    json_values,
     select_series,
 )
 from covidct.pacs.state import DONE, FAILED, SKIPPED, SeriesRecord, load_state, save_state
 
 log = logging.getLogger(__name__)
 
-Producer = Callable[[Path, Path], list[Path]]
-"""(folder of the retrieved series, output folder) -> paths of the DICOM objects to store."""
+class Producer(Protocol):
+    """Runs the analysis (covidct.pacs.outputs.OutputProducer is the real one)."""
+
+    def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:
+        """(folder of the retrieved series, output folder) -> the DICOM objects to store."""
+
+    def expected_series_uids(self, source_series_uid: str) -> dict[str, str]:
+        """kind (SEG, SR, SC) -> the SeriesInstanceUID its output of that series gets."""
+
+
 OUTPUT_KINDS = ("SEG", "SR", "SC")
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 
@@ -56,15 +62,16 @@ def output_kind(modality: str, sop_class: str) -> str:
     return modality
 
 
-def _mentions(value: Any, uid: str) -> bool:
-    """Whether ``uid`` appears anywhere in a DICOM JSON structure (references included)."""
-    if isinstance(value, str):
-        return value == uid
-    if isinstance(value, Mapping):
-        return any(_mentions(v, uid) for v in value.values())
-    if isinstance(value, list):
-        return any(_mentions(v, uid) for v in value)
-    return False
+def _store_order(datasets: list[Dataset]) -> list[list[Dataset]]:
+    """The outputs grouped by series, secondary captures and SR first and the SEG last: a
+    worker killed between two requests leaves the SEG missing, so the next run stores the
+    rest (``existing_outputs`` needs all three series)."""
+    rank = {"SC": 0, "SR": 1, "SEG": 2}
+    groups: dict[str, list[Dataset]] = {}
+    for ds in datasets:
+        groups.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    return sorted(groups.values(), key=lambda g: rank.get(
+        output_kind(str(g[0].Modality), str(g[0].SOPClassUID)), 1))
 
 
 @dataclass(frozen=True)
@@ -105,24 +112,12 @@ class PacsWorker:
 
     # -- what is in the PACS already ----------------------------------------------------
     def existing_outputs(self, ref: SeriesRef) -> set[str]:
-        """The kinds (SEG, SR, SC) of covidct outputs of this version in the study that
-        reference the series ``ref``."""
-        kinds: set[str] = set()
-        for series in self.client.search_series(ref.study_uid):
-            if json_first(series, "Modality") == "CT" or \
-                    json_first(series, "SeriesInstanceUID") == ref.series_uid:
-                continue
-            meta = self.client.series_metadata(ref.study_uid,
-                                               str(json_first(series, "SeriesInstanceUID")))
-            if not meta or not is_covidct_output(meta[0]):
-                continue
-            versions = [str(v) for v in json_values(meta[0], "SoftwareVersions")]
-            if versions and __version__ not in versions:
-                continue  # another covidct version: its result is another object
-            if _mentions(meta[0], ref.series_uid):
-                kinds.add(output_kind(str(json_first(meta[0], "Modality", "")),
-                                      str(json_first(meta[0], "SOPClassUID", ""))))
-        return kinds
+        """The kinds (SEG, SR, SC) of this covidct's outputs of the series ``ref`` that the
+        study already holds (found by their deterministic SeriesInstanceUIDs)."""
+        expected = self.producer.expected_series_uids(ref.series_uid)
+        present = {str(json_first(item, "SeriesInstanceUID"))
+                   for item in self.client.search_series(ref.study_uid)}
+        return {kind for kind, uid in expected.items() if uid in present}
 
     def present_sop_uids(self, study_uid: str, series_uids: set[str]) -> set[str]:
         """SOPInstanceUIDs the PACS already holds in these series of the study."""
@@ -201,7 +196,9 @@ class PacsWorker:
         present = self.present_sop_uids(ref.study_uid,
                                         {str(ds.SeriesInstanceUID) for ds in outputs})
         new = [ds for ds in outputs if str(ds.SOPInstanceUID) not in present]
-        stored = self.client.store(new, ref.study_uid)
+        stored: list[str] = []
+        for batch in _store_order(new):  # one STOW-RS per series, the SEG last
+            stored += self.client.store(batch, ref.study_uid)
         kinds = sorted({output_kind(str(ds.Modality), str(ds.SOPClassUID)) for ds in outputs})
         reason = (f"stored {len(stored)} instance(s) ({', '.join(kinds)}) in "
                   f"{time.perf_counter() - started:.1f} s")
