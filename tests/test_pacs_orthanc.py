@@ -39,13 +39,23 @@ def stand_in_models(monkeypatch):
     monkeypatch.setattr(registry, "load_bundle", lambda models_dir=None, **_: fake_bundle())
 
 
-@pytest.fixture()
-def orthanc(tmp_path):
-    server = start_orthanc(tmp_path / "orthanc")
+@pytest.fixture(scope="module")
+def orthanc_server(tmp_path_factory):
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def orthanc(orthanc_server):
+    """The module's Orthanc, emptied: no patient, an empty changes feed."""
+    url = orthanc_server.url
+    for patient in requests.get(f"{url}/patients", auth=AUTH, timeout=10).json():
+        requests.delete(f"{url}/patients/{patient}", auth=AUTH, timeout=30).raise_for_status()
+    requests.delete(f"{url}/changes", auth=AUTH, timeout=10).raise_for_status()
+    return orthanc_server
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +246,39 @@ def test_wrong_password_and_unknown_study_give_clear_errors(orthanc, tmp_path, c
     assert main(missing) == 2
     assert "no study 1.2.3.4" in capsys.readouterr().err
     SeriesRef("1", "2")  # the public reference type stays importable
+
+
+@pytest.mark.slow
+def test_a_pacs_that_goes_down_mid_run_stops_the_worker_which_resumes_later(study_files,
+                                                                             tmp_path):
+    """Orthanc stops while the series is analysed: the store fails after its retries, the
+    worker stops without recording the series or moving past its change; restarted on the
+    same storage, the next worker analyses it and stores one SEG, SR and SC series."""
+    from covidct.pacs.client import Backoff, PacsUnavailable
+
+    root = tmp_path / "orthanc"
+    server = start_orthanc(root)
+    try:
+        upload(server, study_files["A"])
+        wait_stable(server)
+
+        class StopsThePacs(OutputProducer):
+            def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:
+                server.stop()
+                return super().__call__(series_dir, out_dir)
+
+        state = tmp_path / "state.json"
+        client = PacsClient(server.url, Credentials(USER, PASSWORD),
+                            backoff=Backoff(attempts=3, base_s=0.1))
+        down = PacsWorker(client, state, StopsThePacs(config=AnalysisConfig(overlay_count=1)))
+        with pytest.raises(PacsUnavailable, match="after 3 attempts"):
+            down.watch(once=True)
+        before = load_state(state)
+        assert not any(r.status == "done" for r in before.series.values())
+        server = start_orthanc(root)  # same storage, new port
+        summary = worker(server, state).watch(once=True)
+        assert summary.series["done"] == 1
+        kinds = Counter(m for m, _ in covidct_outputs(server, STUDIES["A"]).elements())
+        assert kinds == {"SEG": 1, "SR": 1, "OT": 1}
+    finally:
+        server.stop()

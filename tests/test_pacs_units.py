@@ -93,3 +93,56 @@ def test_a_pacs_that_is_down_is_retried_with_bounded_exponential_backoff():
         client.check()
     assert waits == [0.5, 1.0, 2.0, 4.0]
     assert Backoff(attempts=10, max_s=10).delay_s(9) == 10.0
+
+
+def test_http_errors_are_retried_then_answered_and_401_is_not(tmp_path):
+    """A stub PACS that answers 503 twice, then 200 (and 401 to a wrong token)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from covidct.pacs.client import PacsAuthError
+
+    calls: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            calls.append(self.path)
+            if self.headers.get("Authorization") != "Bearer good":
+                status, body = 401, b"{}"
+            elif len(calls) <= 2:
+                status, body = 503, b"{}"
+            else:
+                status, body = 200, b'{"Name": "stub"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        waits: list[float] = []
+        client = PacsClient(url, Credentials(token="good"), sleep=waits.append)
+        assert client.check() == {"Name": "stub"}
+        assert waits == [0.5, 1.0] and calls == ["/system"] * 3
+        calls.clear()
+        with pytest.raises(PacsAuthError, match="HTTP 401"):
+            PacsClient(url, Credentials(token="bad"), sleep=waits.append).check()
+        assert calls == ["/system"]  # not retried
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_with_the_pacs_down_exits_2_with_a_message(tmp_path, capsys):
+    from covidct.cli import main
+
+    code = main(["pacs", "watch", "--url", f"http://127.0.0.1:{free_port()}", "--retries", "2",
+                 "--state", str(tmp_path / "s.json"), "--once"])
+    err = capsys.readouterr().err
+    assert code == 2 and "after 2 attempts" in err and "Traceback" not in err
