@@ -142,15 +142,18 @@ class PacsWorker:
             with tempfile.TemporaryDirectory(prefix="covidct-pacs-") as tmp:
                 yield Path(tmp)
 
-    def _analyse(self, ref: SeriesRef, folder: Path) -> list[Dataset]:
+    def _analyse(self, ref: SeriesRef, folder: Path, timings: dict[str, float]) -> list[Dataset]:
+        t0 = time.perf_counter()
         datasets = self.client.retrieve_series(ref.study_uid, ref.series_uid)
         series_dir = folder / "series"
         series_dir.mkdir()
         for n, ds in enumerate(datasets, start=1):
             ds.save_as(series_dir / f"{n:05d}.dcm", enforce_file_format=True)
         del datasets
+        t1 = time.perf_counter()
         paths = self.producer(series_dir, folder / "out")
         outputs = [pydicom.dcmread(p) for p in paths]
+        timings["retrieve"], timings["analyse"] = t1 - t0, time.perf_counter() - t1
         wrong = [str(p) for p, ds in zip(paths, outputs, strict=True)
                  if str(ds.get("StudyInstanceUID", "")) != ref.study_uid]
         if wrong:
@@ -164,8 +167,8 @@ class PacsWorker:
         A series recorded as skipped or failed is looked at again (Orthanc reports a series
         stable again when instances are added to it). force: analyse again a series the
         state file records as done (outputs already in the PACS are still not stored
-        twice). Raises PacsUnavailable /
-        PacsAuthError when the PACS cannot be used (nothing is recorded then)."""
+        twice). Raises PacsUnavailable / PacsAuthError when the PACS cannot be used
+        (nothing is recorded then)."""
         known = self.state.series.get(ref.series_uid)
         if known is not None and known.status == DONE and not force:
             log.info("series %s: done before (%s)", ref.series_uid, known.reason)
@@ -189,10 +192,11 @@ class PacsWorker:
         if set(OUTPUT_KINDS) <= self.existing_outputs(ref):
             return self._record(ref, DONE, "covidct outputs of this version already in the "
                                            "PACS; nothing stored")
-        started = time.perf_counter()
         log.info("series %s (%s): analysing", ref.series_uid, verdict.reason)
+        timings: dict[str, float] = {}
         with self._folder(ref) as folder:
-            outputs = self._analyse(ref, folder)
+            outputs = self._analyse(ref, folder, timings)
+        started = time.perf_counter()
         present = self.present_sop_uids(ref.study_uid,
                                         {str(ds.SeriesInstanceUID) for ds in outputs})
         new = [ds for ds in outputs if str(ds.SOPInstanceUID) not in present]
@@ -200,8 +204,9 @@ class PacsWorker:
         for batch in _store_order(new):  # one STOW-RS per series, the SEG last
             stored += self.client.store(batch, ref.study_uid)
         kinds = sorted({output_kind(str(ds.Modality), str(ds.SOPClassUID)) for ds in outputs})
-        reason = (f"stored {len(stored)} instance(s) ({', '.join(kinds)}) in "
-                  f"{time.perf_counter() - started:.1f} s")
+        timings["store"] = time.perf_counter() - started
+        reason = (f"stored {len(stored)} instance(s) ({', '.join(kinds)}); "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
         if len(new) < len(outputs):
             reason += f"; {len(outputs) - len(new)} already in the PACS"
         return self._record(ref, DONE, reason, stored)
