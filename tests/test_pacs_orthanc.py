@@ -282,3 +282,43 @@ def test_a_pacs_that_goes_down_mid_run_stops_the_worker_which_resumes_later(stud
         assert kinds == {"SEG": 1, "SR": 1, "OT": 1}
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_process_killed_mid_run_resumes_without_loss_or_duplicates(study_files,
+                                                                             tmp_path):
+    """`covidct pacs watch` in its own process (shipped models) is killed with SIGKILL once
+    the first study's outputs are in the PACS; a second process finishes the job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    server = start_orthanc(tmp_path / "orthanc")
+    try:
+        upload(server, study_files["A"] + study_files["B"])
+        wait_stable(server)
+        state = tmp_path / "state.json"
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+               "COVIDCT_PACS_PASSWORD": PASSWORD}
+        command = [sys.executable, "-m", "covidct", "pacs", "watch", "--url", server.url,
+                   "--user", USER, "--state", str(state), "--overlay-count", "1", "-q"]
+        first = subprocess.Popen([*command, "--poll-s", "1"], env=env)
+        try:
+            deadline = time.monotonic() + 300
+            while not any(covidct_outputs(server, uid) for uid in STUDIES.values()):
+                assert first.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+        load_state(state)  # a killed worker leaves a readable state file
+        time.sleep(2)  # the outputs stored so far become stable
+        subprocess.run([*command, "--once"], env=env, check=True, timeout=600)
+        for uid in STUDIES.values():
+            kinds = Counter(m for m, _ in covidct_outputs(server, uid).elements())
+            assert kinds == {"SEG": 1, "SR": 1, "OT": 1}, (uid, kinds)
+        done = [r for r in load_state(state).series.values() if r.status == "done"]
+        assert len(done) == 2
+    finally:
+        server.stop()
