@@ -182,10 +182,20 @@ class PacsClient:
                          self.dicomweb.retrieve_series_metadata, study_instance_uid=study_uid,
                          series_instance_uid=series_uid)
 
-    def retrieve_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
-        """WADO-RS: every instance of one series, as pydicom datasets."""
-        return self.call(f"retrieve series {series_uid}", self.dicomweb.retrieve_series,
-                         study_instance_uid=study_uid, series_instance_uid=series_uid)
+    def retrieve_series(self, study_uid: str, series_uid: str, folder: Path) -> list[Path]:
+        """WADO-RS: every instance of one series, written one by one into ``folder`` as
+        NNNNN.dcm as they arrive (a retry starts over); returns the paths."""
+        def fetch() -> list[Path]:
+            paths = []
+            for n, ds in enumerate(self.dicomweb.iter_series(
+                    study_instance_uid=study_uid, series_instance_uid=series_uid), start=1):
+                path = folder / f"{n:05d}.dcm"
+                ds.save_as(path, enforce_file_format=True)
+                paths.append(path)
+            return paths
+
+        folder.mkdir(parents=True, exist_ok=True)
+        return self.call(f"retrieve series {series_uid}", fetch)
 
     def store(self, datasets: Sequence[Dataset], study_uid: str) -> list[str]:
         """STOW-RS into ``study_uid``; returns the stored SOPInstanceUIDs.

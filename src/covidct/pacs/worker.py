@@ -144,12 +144,8 @@ class PacsWorker:
 
     def _analyse(self, ref: SeriesRef, folder: Path, timings: dict[str, float]) -> list[Dataset]:
         t0 = time.perf_counter()
-        datasets = self.client.retrieve_series(ref.study_uid, ref.series_uid)
         series_dir = folder / "series"
-        series_dir.mkdir()
-        for n, ds in enumerate(datasets, start=1):
-            ds.save_as(series_dir / f"{n:05d}.dcm", enforce_file_format=True)
-        del datasets
+        self.client.retrieve_series(ref.study_uid, ref.series_uid, series_dir)
         t1 = time.perf_counter()
         paths = self.producer(series_dir, folder / "out")
         outputs = [pydicom.dcmread(p) for p in paths]
