@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from covidct import __version__
 from covidct.errors import CovidCTError
 
-COMMANDS = ("info", "convert", "synth", "train", "evaluate", "analyze", "demo", "track")
+COMMANDS = ("info", "convert", "synth", "train", "evaluate", "analyze", "demo", "track",
+            "pacs")
 
 
 def _get_parser() -> argparse.ArgumentParser:
