@@ -28,51 +28,71 @@ WARNING_TEXT = "NOT FOR DIAGNOSTIC USE"
 IMAGE_WIDTH_PX = 640
 
 
-def render_sc_pixels(result: CaseResult, z: int) -> np.ndarray:
-    """(rows, columns, 3) uint8 RGB of canonical slice z with its heatmap and a legend."""
-    import matplotlib
+def _jet_lut() -> np.ndarray:
+    """(256, 3) uint8: matplotlib's 'jet' colour map, the heatmap's colours in the PNGs."""
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
+    return (colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels of a 2D bool mask (the mask minus its 4-neighbour erosion)."""
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
+
+
+def render_sc_pixels(result: CaseResult, z: int) -> np.ndarray:
+    """(rows, columns, 3) uint8 RGB of canonical slice z with its heatmap and a legend.
+
+    Drawn with numpy and Pillow (a matplotlib figure per image took 10x longer): the CT in
+    the lung window, the map in 'jet' at 45 % opacity where it is >= HEATMAP_FLOOR, the
+    infection outline in yellow, pixels resampled to their physical aspect (dy / dx).
+    """
+    from PIL import Image, ImageDraw, ImageFont
 
     volume = result.volume
     _, dy, dx = volume.spacing_mm
     ct = display_slice(np.asarray(volume.hu[z], dtype=np.float32), volume.affine)
     heat = display_slice(result.heatmap[z], volume.affine)
     infection = display_slice(result.infection_mask[z] > 0, volume.affine)
-    height, width = ct.shape
-    aspect = dy / dx
-    dpi = 100
-    fig_w = IMAGE_WIDTH_PX / dpi
-    image_w = fig_w * 0.82
-    fig_h = image_w * height * aspect / width + 0.9
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="black")
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.01, 0.45 / fig_h, 0.82, 1 - 0.9 / fig_h))
     low, high = LUNG_WINDOW_HU
-    ax.imshow(ct, cmap="gray", vmin=low, vmax=high, aspect=aspect, interpolation="nearest")
-    ax.imshow(np.ma.masked_less(heat, HEATMAP_FLOOR), cmap="jet", vmin=0.0, vmax=1.0,
-              alpha=0.45, aspect=aspect, interpolation="nearest")
-    if infection.any():
-        ax.contour(infection, levels=[0.5], colors="yellow", linewidths=0.8)
-    ax.set_axis_off()
-    ax.text(0.01, 0.5, "R", color="white", transform=ax.transAxes, va="center")
-    ax.text(0.97, 0.5, "L", color="white", transform=ax.transAxes, va="center")
-    bar = fig.add_axes((0.86, 0.15, 0.03, 0.7))
-    colorbar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), cax=bar)
-    colorbar.set_label("localization map (Grad-CAM)", color="white", fontsize=8)
-    colorbar.ax.tick_params(colors="white", labelsize=7)
+    gray = np.clip((ct - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
+    shown = heat >= HEATMAP_FLOOR
+    colours = _jet_lut()[np.clip(heat * 255.0, 0, 255).astype(np.uint8)]
+    rgb[shown] = 0.55 * rgb[shown] + 0.45 * colours[shown]
+    rgb[_outline(infection)] = (255, 255, 0)
+    image_w = int(IMAGE_WIDTH_PX * 0.82)
+    height, width = ct.shape
+    image_h = max(int(round(image_w * height * (dy / dx) / width)), 1)
+    picture = Image.fromarray(rgb.astype(np.uint8)).resize((image_w, image_h), Image.NEAREST)
+    top, bottom = 30, 24
+    canvas = Image.new("RGB", (IMAGE_WIDTH_PX, image_h + top + bottom), "black")
+    canvas.paste(picture, (4, top))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=16)
+    small = ImageFont.load_default(size=12)
+    draw.text((6, 6), f"covidct {__version__}  {WARNING_TEXT}", fill=(255, 0, 0), font=font)
+    draw.text((8, top + image_h // 2), "R", fill="white", font=font, stroke_width=2,
+              stroke_fill="black")
+    draw.text((image_w - 10, top + image_h // 2), "L", fill="white", font=font,
+              stroke_width=2, stroke_fill="black")
     z_mm = float(volume.slice_positions_mm()[z])
-    fig.text(0.01, 1 - 0.3 / fig_h, f"covidct {__version__}  {WARNING_TEXT}", color="red",
-             fontsize=10, weight="bold")
-    fig.text(0.01, 0.12 / fig_h, f"z = {z_mm:.1f} mm  p(abnormal) = {float(result.prob[z]):.2f}"
-             "  yellow: infection outline", color="white", fontsize=8)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
-    return np.ascontiguousarray(rgba[..., :3])
+    draw.text((6, top + image_h + 5), f"z = {z_mm:.1f} mm  p(abnormal) = "
+              f"{float(result.prob[z]):.2f}  yellow: infection outline", fill="white", font=small)
+    # legend: the colour bar with its scale
+    bar_x, bar_top, bar_h = image_w + 24, top + 10, max(image_h - 20, 10)
+    ramp = _jet_lut()[np.linspace(255, 0, bar_h).astype(np.uint8)]
+    canvas.paste(Image.fromarray(np.repeat(ramp[:, None], 16, axis=1)), (bar_x, bar_top))
+    for value in (0.0, 0.5, 1.0):
+        y = bar_top + int(round((1.0 - value) * (bar_h - 1)))
+        draw.text((bar_x + 20, y - 7), f"{value:.1f}", fill="white", font=small)
+    draw.text((bar_x - 6, bar_top + bar_h + 2), "Grad-CAM", fill="white", font=small)
+    return np.asarray(canvas)
 
 
 def build_sc_images(result: CaseResult, stack: SourceStack, uids: OutputUIDs,
