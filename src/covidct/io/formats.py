@@ -20,40 +20,75 @@ ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 
 def read_itk_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read NRRD/MHA/MHD as (array (z, y, x) canonical, affine voxel -> LPS mm)."""
+    hu, affine, _ = read_itk_grid(path)
+    return hu, affine
+
+
+def read_itk_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``read_itk_array`` plus the file's (i, j, k) grid (``covidct.io.source_grid``).
+
+    Singleton dimensions (a 4D image with one time point, a 2D image) are accepted: the
+    3D volume is extracted, a 2D image is one slice.
+    """
     import SimpleITK as sitk
+
+    from covidct.io.source_grid import source_grid
 
     path = Path(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
+        lines = str(exc).strip().splitlines() or ["unknown error"]
         raise InputError(
-            f"Cannot read {path} as NRRD/MetaImage: {str(exc).strip().splitlines()[-1]}. "
+            f"Cannot read {path} as NRRD/MetaImage: {lines[-1]}. "
             "Expected a readable .nrrd/.nhdr/.mha/.mhd (an .mhd needs its .raw beside it)."
         ) from exc
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+    image = _three_d(image, path)
+    if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
-            f"{path} is a {image.GetDimension()}D image with "
-            f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel; "
-            "expected one scalar 3D CT volume."
+            f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel "
+            "(a vector or colour image); expected one scalar 3D CT volume."
         )
     array = sitk.GetArrayFromImage(image)  # (k, j, i)
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise InputError(f"{path} stores {array.dtype} voxels; expected real numbers (HU).")
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
     cols_ijk = direction * np.asarray(image.GetSpacing(), dtype=np.float64)[np.newaxis, :]
-    affine = np.eye(4)
-    affine[:3, :3] = cols_ijk[:, [2, 1, 0]]
-    affine[:3, 3] = image.GetOrigin()
-    return to_canonical(array, affine)
+    affine_ijk = np.eye(4)
+    affine_ijk[:3, :3] = cols_ijk
+    affine_ijk[:3, 3] = image.GetOrigin()
+    data_ijk = array.transpose(2, 1, 0)
+    grid = source_grid("nrrd" if path.suffix.lower() in (".nrrd", ".nhdr") else "metaimage",
+                       data_ijk.shape, affine_ijk)
+    hu, affine = to_canonical(data_ijk, affine_ijk)
+    return hu, affine, grid
+
+
+def _three_d(image: Any, path: Path) -> Any:
+    import SimpleITK as sitk
+
+    size = list(image.GetSize())
+    if len(size) == 3:
+        return image
+    if len(size) == 2:
+        return sitk.JoinSeries(image)
+    if len(size) > 3 and all(n == 1 for n in size[3:]):
+        return sitk.Extract(image, size[:3] + [0] * (len(size) - 3), [0] * len(size))
+    raise InputError(
+        f"{path} is a {len(size)}D image of size {size}; expected one scalar 3D CT volume. "
+        "Split the extra dimension first."
+    )
 
 
 def load_itk(path: str | Path) -> Volume:
     path = Path(path)
-    hu, affine = read_itk_array(path)
+    hu, affine, grid = read_itk_grid(path)
     if hu.dtype == np.float64:
         hu = hu.astype(np.float32)
     elif hu.dtype != np.int16 and not np.issubdtype(hu.dtype, np.floating):
         info = np.iinfo(np.int16)
         fits = hu.size == 0 or (info.min <= hu.min() and hu.max() <= info.max)
         hu = hu.astype(np.int16 if fits else np.float32)
-    fmt = "nrrd" if path.suffix.lower() in (".nrrd", ".nhdr") else "metaimage"
-    metadata: dict[str, Any] = {"source_path": str(path), "format": fmt}
+    metadata: dict[str, Any] = {"source_path": str(path), "format": grid["format"],
+                                "source_grid": grid}
     return Volume(hu=hu, affine=affine, metadata=metadata)
