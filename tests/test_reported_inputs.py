@@ -374,3 +374,25 @@ def test_12_dicom_inputs_keep_the_convert_grid(tmp_path) -> None:
     mask, affine = read_nifti_array(tmp_path / "out" / names["lung_mask"])
     np.testing.assert_array_equal(mask, ct.hu < -500)
     np.testing.assert_allclose(affine, ct.affine, atol=1e-5)
+
+
+# --- 09: NaN (the reading is tested in test_hu_units.py; here the analysis) -------------
+
+
+@pytest.mark.slow
+def test_09_nan_gives_the_result_of_minus_1024() -> None:
+    from covidct.config import AnalysisConfig
+    from covidct.decision import COVID_SUSPECTED
+    from covidct.io.nifti import read_nifti_array
+    from covidct.models.registry import load_bundle
+    from covidct.pipeline import analyze
+
+    path = _reported("09-nifti-nan") / "nan.nii.gz"
+    bundle = load_bundle(None)
+    result = analyze(load_volume(path), AnalysisConfig(), bundle)
+    raw, affine = read_nifti_array(path)
+    filled = np.where(np.isfinite(raw), raw, -1024).astype(np.float32)
+    reference = analyze(Volume(hu=filled, affine=affine), AnalysisConfig(), bundle)
+    assert result.decision.label == reference.decision.label != COVID_SUSPECTED
+    assert result.metrics.lung_volume_cm3 == pytest.approx(reference.metrics.lung_volume_cm3)
+    assert result.metrics.lung_volume_cm3 == pytest.approx(4780, rel=0.1)
