@@ -52,7 +52,11 @@ def _load_dicom(path: Path, series_uid: str | None) -> Volume:
     images: list[CTImage] = []
     bad_uids: list[str] = []
     for name, ds in report.datasets:
-        found, reason = ct_images(name, ds)
+        try:
+            found, reason = ct_images(name, ds)
+        except Exception as exc:  # corrupt values (e.g. '' or 'abc' as a number)
+            logger.debug("cannot use %s: %s", name, exc)
+            found, reason = [], "image(s) with corrupt header values"
         if reason:
             report.skip(reason, name)
         elif found:
@@ -213,7 +217,7 @@ def _decode_hu(images: list[CTImage]) -> tuple[np.ndarray, int]:
         decoded = dict(zip(datasets, pool.map(lambda k: _pixels(datasets[k], sources[k]),
                                               datasets), strict=True))
     integral = all(float(img.slope).is_integer() and float(img.intercept).is_integer()
-                   for img in images)
+                   and abs(img.slope) <= 1e4 and abs(img.intercept) <= 1e6 for img in images)
     rows, cols = images[0].shape
     out = np.empty((len(images), rows, cols), dtype=np.int32 if integral else np.float32)
     n_padding = 0

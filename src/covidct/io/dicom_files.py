@@ -212,10 +212,30 @@ def _parse(
         if meta is None or not meta.get("TransferSyntaxUID"):
             forced = True
             _fill_transfer_syntax(ds)
-    except Exception as exc:  # a corrupt file meta group
+        materialize(ds)
+        materialize(ds.file_meta)
+    except Exception as exc:  # a corrupt element (unknown VR, bad length, ...)
         logger.debug("cannot read the file meta of %s: %s", name, exc)
         return name, None, "unreadable or truncated DICOM file(s)", False
     return name, ds, None, forced
+
+
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+
+
+def materialize(ds: Dataset, depth: int = 0) -> None:
+    """Convert every raw element now (pydicom converts lazily, on first access), so a
+    corrupt element fails here, while parsing, not deep inside later code. Pixel data
+    stays deferred."""
+    if depth > 16:
+        raise ValueError("sequences nested more than 16 deep")
+    for tag in list(ds.keys()):
+        if int(tag) in _PIXEL_TAGS:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                materialize(item, depth + 1)
 
 
 def _safe_member_name(member: zipfile.ZipInfo, archive: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,13 +165,21 @@ def ct_images(name: str, ds: Dataset) -> tuple[list[CTImage], str | None]:
 def _make(name, ds, frame, sop_uid, key, uid, ipp, iop, spacing, shape, slope, intercept,
           instance, has_modality) -> CTImage:
     iop_arr = np.asarray([float(v) for v in iop], dtype=np.float64)
-    row_dir = iop_arr[:3] / np.linalg.norm(iop_arr[:3])
-    col_dir = iop_arr[3:] / np.linalg.norm(iop_arr[3:])
+    position = np.asarray([float(v) for v in ipp], dtype=np.float64)
+    pixel_spacing = (float(spacing[0]), float(spacing[1]))
+    norms = np.linalg.norm(iop_arr[:3]), np.linalg.norm(iop_arr[3:])
+    if (not np.all(np.isfinite(iop_arr)) or not np.all(np.isfinite(position))
+            or min(norms) < 1e-6 or not all(math.isfinite(v) and v > 0 for v in pixel_spacing)
+            or float(np.linalg.norm(np.cross(iop_arr[:3], iop_arr[3:])))
+            < 1e-3 * norms[0] * norms[1]
+            or min(shape) < 1):
+        raise ValueError("invalid geometry (ImagePositionPatient/Orientation/PixelSpacing)")
+    row_dir = iop_arr[:3] / norms[0]
+    col_dir = iop_arr[3:] / norms[1]
     return CTImage(
         source=name, dataset=ds, frame=frame, sop_uid=sop_uid, series_key=key, series_uid=uid,
-        position=np.asarray([float(v) for v in ipp], dtype=np.float64),
-        row_dir=row_dir, col_dir=col_dir,
-        pixel_spacing=(float(spacing[0]), float(spacing[1])), shape=shape,
+        position=position, row_dir=row_dir, col_dir=col_dir,
+        pixel_spacing=pixel_spacing, shape=shape,
         slope=_float(slope, 1.0), intercept=_float(intercept, 0.0),
         instance_number=instance, has_modality=has_modality,
         phase=(_int_or_none(ds.get("AcquisitionNumber")),
