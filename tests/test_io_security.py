@@ -160,3 +160,23 @@ def test_volume_file_growing_while_read_is_refused(tmp_path, monkeypatch, suffix
     monkeypatch.setattr(module, name, read_then_grow)
     with pytest.raises(InputError, match="still being copied"):
         load_volume(path)
+
+
+def test_nifti_header_declaring_more_than_the_file_holds(tmp_path) -> None:
+    import nibabel as nib
+
+    path = tmp_path / "ct.nii"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), np.eye(4)), str(path))
+    raw = bytearray(path.read_bytes())
+    raw[42:48] = (30000).to_bytes(2, "little") * 3  # dim[1..3] = 30000: 54 TB of int16
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="header declares"):
+        load_volume(path)
+
+
+def test_nrrd_header_declaring_more_than_the_file_holds(tmp_path) -> None:
+    path = tmp_path / "ct.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 20000 20000 20000\n"
+                     b"encoding: gzip\nendian: little\n\n" + bytes(100))
+    with pytest.raises(InputError, match="header declares"):
+        load_volume(path)

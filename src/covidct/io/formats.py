@@ -16,6 +16,8 @@ from covidct.io.orient import to_canonical
 from covidct.volume import Volume
 
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+MAX_DEFLATE_RATIO = 1100
+"""Deflate (gzip) cannot expand more than 1032:1; a header declaring more is corrupt."""
 
 
 def read_itk_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +38,7 @@ def read_itk_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, A
 
     path = Path(path)
     try:
+        _check_declared_size(path)
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         lines = str(exc).strip().splitlines() or ["unknown error"]
@@ -62,6 +65,32 @@ def read_itk_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, A
                        data_ijk.shape, affine_ijk)
     hu, affine = to_canonical(data_ijk, affine_ijk)
     return hu, affine, grid
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse a header that declares more voxel bytes than the file can hold, before ITK
+    allocates them (only for files that hold their own data: .nrrd, .mha)."""
+    import SimpleITK as sitk
+
+    if path.suffix.lower() not in (".nrrd", ".mha"):
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    count = 1
+    for n in reader.GetSize():
+        count *= int(n)
+    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    itemsize = 8 if "64" in pixel or "double" in pixel else (
+        4 if "32" in pixel or "float" in pixel else 2 if "16" in pixel else 1)
+    declared = count * itemsize * max(1, reader.GetNumberOfComponents())
+    size = path.stat().st_size
+    if declared > size * MAX_DEFLATE_RATIO:
+        raise InputError(
+            f"{path}: its header declares an image of size {list(reader.GetSize())} "
+            f"({declared} bytes of voxels) but the file holds {size} bytes: the file is "
+            "truncated or its header is corrupt. Copy or export it again."
+        )
 
 
 def _three_d(image: Any, path: Path) -> Any:

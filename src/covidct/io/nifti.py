@@ -47,8 +47,11 @@ def read_nifti_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
     path = Path(path)
     try:
         img = nib.load(str(path))
+        _check_declared_size(path, img)
         data = np.asanyarray(img.dataobj)
         affine_ras = np.asarray(img.affine, dtype=np.float64)
+    except InputError:
+        raise
     except MemoryError as exc:
         raise InputError(
             f"{path}: its header declares an image too large to hold in memory; the file is "
@@ -72,6 +75,27 @@ def read_nifti_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
     grid = source_grid("nifti", data.shape, affine_lps)
     hu, affine = to_canonical(data, affine_lps)
     return hu, affine, grid
+
+
+def _check_declared_size(path: Path, img: Any) -> None:
+    """Refuse a header that declares more voxel bytes than the file can hold, before
+    anything is allocated (a corrupt or hostile header must not exhaust memory)."""
+    from covidct.io.formats import MAX_DEFLATE_RATIO
+
+    header = img.header
+    shape = header.get_data_shape()
+    itemsize = np.dtype(header.get_data_dtype()).itemsize
+    declared = int(np.prod([int(n) for n in shape], dtype=object)) * itemsize
+    size = path.stat().st_size
+    compressed = path.name.lower().endswith(".gz")
+    limit = size * MAX_DEFLATE_RATIO if compressed else size
+    if declared > limit:
+        raise InputError(
+            f"{path}: its header declares a {shape} image of {header.get_data_dtype()} "
+            f"({declared} bytes of voxels) but the file holds {size} bytes"
+            + (" compressed" if compressed else "")
+            + ": the file is truncated or its header is corrupt. Copy or export it again."
+        )
 
 
 def squeeze_extra_dims(data: np.ndarray, path: Path | str) -> np.ndarray:
