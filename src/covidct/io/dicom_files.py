@@ -40,9 +40,9 @@ _DEFER_SIZE = "64 KB"  # elements larger than this (pixel data) are read on acce
 MAX_EXPANDED_BYTES = 8 * 1024**3
 """Default limit on the total uncompressed size of a .zip input (8 GiB)."""
 MAX_COMPRESSION_RATIO = 200
-"""A zip member over 1 MiB that expands more than this many times is refused (a bomb);
+"""A zip member over 32 MiB that expands more than this many times is refused (a bomb);
 DICOM CT compresses 2-10x, zero-padded images rarely 50x."""
-_RATIO_MIN_BYTES = 1024**2
+_RATIO_MIN_BYTES = 32 * 1024**2
 _CHUNK = 1024**2
 
 # Group numbers a bare (preamble-less) DICOM data set starts with: file meta (0002) or
