@@ -64,7 +64,8 @@ def test_01_bare_datasets_read_as_the_original_series(original) -> None:
     assert note.startswith("79 file(s) are not conformant") and "force=True" in note
 
 
-@pytest.mark.parametrize("arrangement", ["explicit_big_endian", "meta_without_syntax", "zip"])
+@pytest.mark.parametrize("arrangement", ["explicit_big_endian", "meta_without_syntax", "zip",
+                                         "dicm_without_preamble"])
 def test_01_variants_of_non_part10_files(tmp_path, arrangement) -> None:
     ct = _ramp_ct()
     paths = _series(ct, tmp_path / "src")
@@ -72,6 +73,9 @@ def test_01_variants_of_non_part10_files(tmp_path, arrangement) -> None:
     out.mkdir()
     for n, path in enumerate(paths):
         ds = pydicom.dcmread(path)
+        if arrangement == "dicm_without_preamble":  # "DICM" + file meta at byte 0
+            (out / f"{n:03d}.dcm").write_bytes(path.read_bytes()[128:])
+            continue
         if arrangement == "meta_without_syntax":  # preamble and DICM, no TransferSyntaxUID
             del ds.file_meta.TransferSyntaxUID
             ds.save_as(out / f"{n:03d}.dcm", implicit_vr=False, little_endian=True,

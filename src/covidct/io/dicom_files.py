@@ -189,7 +189,10 @@ def _parse(
             source.seek(0)
             head = source.read(8)
             source.seek(0)
-        if not _bare_dataset_start(head):
+        if head[:4] == b"DICM":  # "DICM" and file meta, but no 128-byte preamble
+            data = Path(source).read_bytes() if isinstance(source, str) else source.getvalue()
+            source, defer = io.BytesIO(bytes(128) + data), None
+        elif not _bare_dataset_start(head):
             return name, None, "non-DICOM file(s)", False
         try:
             ds = pydicom.dcmread(source, defer_size=defer, force=True)
