@@ -15,9 +15,9 @@ headers, header values replaced with hostile tokens.
 
     # short form (what tests/test_fuzz_readers.py runs)
     python benchmarks/fuzz_readers.py --examples 100
-    # long form, one reader per process, results appended to benchmarks/results/
+    # long form, one reader per process (same mutation space, seeded RNG, ~3x faster)
     nice -n 19 python benchmarks/fuzz_readers.py --reader dicom --examples 100000 \
-        --json benchmarks/results/fuzz_readers_dicom.json
+        --engine random --seed 10 --json benchmarks/results/fuzz_readers_dicom.json
 """
 
 from __future__ import annotations
@@ -124,6 +124,38 @@ _op = st.one_of(
     st.tuples(st.just("token"), st.integers(0, 40), st.sampled_from(NRRD_TOKENS)),
 )
 MUTATIONS = st.lists(_op, min_size=1, max_size=6)
+
+
+def random_ops(rng: np.random.Generator) -> list[tuple]:
+    """Operations from the same space as ``MUTATIONS``, drawn by a seeded RNG.
+
+    The long form uses this ``--engine random``: hypothesis's engine costs about twice
+    the reading itself per case, and coverage guidance is not what it adds here.
+    """
+    ops: list[tuple] = []
+    for _ in range(int(rng.integers(1, 7))):
+        pos = int(rng.integers(0, 512)) if rng.random() < 0.5 else int(rng.integers(0, 1 << 24))
+        kind = int(rng.integers(0, 8))
+        if kind == 0:
+            ops.append(("flip", pos, int(rng.integers(0, 8))))
+        elif kind == 1:
+            ops.append(("set", pos, int(rng.integers(0, 256))))
+        elif kind == 2:
+            ops.append(("int", pos, int(rng.choice([1, 2, 4, 8])),
+                        int(INTERESTING[int(rng.integers(0, len(INTERESTING)))]),
+                        bool(rng.integers(0, 2))))
+        elif kind == 3:
+            ops.append(("insert", pos, rng.bytes(int(rng.integers(1, 65)))))
+        elif kind == 4:
+            ops.append(("delete", pos, int(rng.integers(1, 257))))
+        elif kind == 5:
+            ops.append(("dup", pos, int(rng.integers(1, 513))))
+        elif kind == 6:
+            ops.append(("truncate", pos))
+        else:
+            ops.append(("token", int(rng.integers(0, 41)),
+                        NRRD_TOKENS[int(rng.integers(0, len(NRRD_TOKENS)))]))
+    return ops
 
 
 def mutate(data: bytes, ops: list[tuple]) -> bytes:
@@ -233,9 +265,26 @@ def _case(reader: str, pool: list[Seed], tmp: Path, examples: int, timeout_s: fl
     return case
 
 
+def _random_cases(reader: str, pool: list[Seed], tmp: Path, examples: int, timeout_s: float,
+                  seed: int | None, tally: Tally,
+                  progress: Callable[[Tally], None] | None) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(examples):
+        chosen = pool[int(rng.integers(0, len(pool)))]
+        run_case(tmp / ("case" + chosen.suffix), mutate(chosen.data, random_ops(rng)),
+                 timeout_s, tally, reader)
+        if progress and tally.cases[reader] % 1000 == 0:
+            progress(tally)
+
+
 def fuzz(readers: tuple[str, ...], examples: int, timeout_s: float = 10.0,
-         seed: int | None = 0, progress: Callable[[Tally], None] | None = None) -> Tally:
-    """Run ``examples`` mutated cases per reader; never raises on a crash (they are tallied)."""
+         seed: int | None = 0, progress: Callable[[Tally], None] | None = None,
+         engine: str = "hypothesis") -> Tally:
+    """Run ``examples`` mutated cases per reader; never raises on a crash (they are tallied).
+
+    engine: "hypothesis" (cases drawn by hypothesis from ``MUTATIONS``) or "random" (the
+    same mutation space drawn by a seeded numpy RNG, about 3x faster per case).
+    """
     import logging
     import warnings
 
@@ -247,8 +296,13 @@ def fuzz(readers: tuple[str, ...], examples: int, timeout_s: float = 10.0,
     try:
         with tempfile.TemporaryDirectory(prefix="covidct-fuzz-") as tmp:
             for reader in readers:
-                _case(reader, [s for s in all_seeds if s.reader == reader], Path(tmp),
-                      examples, timeout_s, seed, tally, progress)()
+                pool = [s for s in all_seeds if s.reader == reader]
+                if engine == "random":
+                    _random_cases(reader, pool, Path(tmp), examples, timeout_s, seed, tally,
+                                  progress)
+                else:
+                    _case(reader, pool, Path(tmp), examples, timeout_s, seed, tally,
+                          progress)()
                 for leftover in Path(tmp).iterdir():
                     leftover.unlink()
     finally:
@@ -273,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0, help="-1: not derandomized")
     parser.add_argument("--json", type=Path, help="write the tally here (and every 1000)")
+    parser.add_argument("--engine", choices=("hypothesis", "random"), default="hypothesis")
     args = parser.parse_args(argv)
     readers = tuple(args.reader or READERS)
     cap = limit_memory()
@@ -283,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join(sys.argv),
             "readers": list(readers),
             "examples_requested_per_reader": args.examples,
+            "engine": args.engine,
             "cases": dict(tally.cases),
             "outcomes": dict(tally.outcomes),
             "crash_classes": tally.crashes,
@@ -297,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return doc
 
     tally = fuzz(readers, args.examples, args.timeout_s,
-                 None if args.seed < 0 else args.seed, progress=report)
+                 None if args.seed < 0 else args.seed, progress=report, engine=args.engine)
     doc = report(tally)
     print(json.dumps({k: v for k, v in doc.items() if k != "crash_classes"}, indent=1))
     for key, info in tally.crashes.items():

@@ -41,3 +41,13 @@ def test_mutations_change_the_bytes(harness) -> None:
     assert harness.mutate(data, [("int", 0, 4, -1, False)])[:4] == b"\xff\xff\xff\xff"
     nrrd = b"NRRD0004\nsizes: 2 2 2\nencoding: raw\n\n" + bytes(8)
     assert b"sizes: nan" in harness.mutate(nrrd, [("token", 1, b"nan")])
+
+
+def test_random_engine_draws_from_the_same_space(harness) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    kinds = {op[0] for _ in range(200) for op in harness.random_ops(rng)}
+    assert kinds == {"flip", "set", "int", "insert", "delete", "dup", "truncate", "token"}
+    tally = harness.fuzz(("nifti",), examples=40, seed=1, engine="random")
+    assert tally.cases["nifti"] == 40 and tally.crashes == {}
