@@ -139,14 +139,15 @@ def _split_phases(key: str, stack: list[CTImage]) -> tuple[list[Series], list[st
     order = sorted(groups, key=lambda p: tuple(-1 if v is None else v for v in p))
     out = [Series(f"{key}#acq{n + 1}", uid, groups[p], phase=p) for n, p in enumerate(order)]
     names = ", ".join(
-        f"{s.key} (AcquisitionNumber {s.phase[0]}"
-        + (f", TemporalPositionIdentifier {s.phase[1]}" if s.phase[1] is not None else "")
-        + f", {len(s.images)} images)" for s in out
+        f"AcquisitionNumber {s.phase[0]}"
+        + (f" TemporalPositionIdentifier {s.phase[1]}" if s.phase[1] is not None else "")
+        + f": {len(s.images)} images" for s in out
     )
     note = (
         f"series {key} holds {len(out)} acquisitions or phases at overlapping slice positions "
-        f"(e.g. a plain and a contrast phase): {names}; they were split and are never stacked "
-        "together"
+        f"({names}; e.g. a plain and a contrast phase); they were split into "
+        + ", ".join(f"#acq{n + 1}" for n in range(len(out)))
+        + " and are never stacked together"
     )
     return out, [note]
 
@@ -194,10 +195,10 @@ def _pick(pool: list[Series]) -> tuple[Series, list[str]]:
     if len(tied) == 1:
         return best, []
     if all(s.phase is not None and s.uid == best.uid for s in tied) and best.uid is not None:
-        others = ", ".join(s.key for s in pool[1:] if s.uid == best.uid)
+        others = [s.key for s in pool[1:] if s.uid == best.uid]
         return best, [
-            f"chose {best.key} (the first acquisition of series {best.uid}); pass "
-            f"--series {others.split(', ')[0]} to analyse another ({others})"
+            f"chose {best.key}, the first acquisition; pass --series {others[0]} to analyse "
+            + ("the other" if len(others) == 1 else f"another ({', '.join(others)})")
         ]
     raise SeriesSelectionError(
         f"{len(tied)} CT series have the same number of slices ({best.n_positions}), so "
