@@ -180,3 +180,17 @@ def test_nrrd_header_declaring_more_than_the_file_holds(tmp_path) -> None:
                      b"encoding: gzip\nendian: little\n\n" + bytes(100))
     with pytest.raises(InputError, match="header declares"):
         load_volume(path)
+
+
+@pytest.mark.parametrize("shape", [(5,), ()])
+def test_nifti_with_fewer_than_two_dimensions_is_refused(tmp_path, shape) -> None:
+    """Found by benchmarks/fuzz_readers.py: dim[0] = 1 gave a 1D array and a ValueError."""
+    import nibabel as nib
+
+    path = tmp_path / "ct.nii"
+    nib.save(nib.Nifti1Image(np.zeros((5, 4, 3), np.int16), np.eye(4)), str(path))
+    raw = bytearray(path.read_bytes())
+    raw[40:42] = (len(shape)).to_bytes(2, "little")  # dim[0]
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError):
+        load_volume(path)

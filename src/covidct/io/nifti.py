@@ -63,6 +63,11 @@ def read_nifti_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
             "check that the file is complete and not another format renamed."
         ) from exc
     data = squeeze_extra_dims(data, path)
+    if data.ndim < 2:
+        raise InputError(
+            f"{path} holds a {data.ndim}D image of shape {data.shape}; expected a 3D CT volume "
+            "(or one 2D slice)."
+        )
     if data.ndim == 2:
         data = data[..., np.newaxis]
     if data.dtype == np.float64:
