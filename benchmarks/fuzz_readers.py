@@ -230,6 +230,9 @@ def run_case(path: Path, data: bytes, timeout_s: float, tally: Tally, reader: st
         outcome = "error"
     except Hang:
         outcome = f"hang>{timeout_s}s"
+        tally.crashes.setdefault(outcome, {"reader": reader, "message": "timed out",
+                                           "input_hex_head": data[:64].hex(),
+                                           "input_size": len(data), "traceback": ""})
     except Exception as exc:  # noqa: BLE001 - anything else is the finding
         frames = traceback.extract_tb(exc.__traceback__)
         where = frames[-1] if frames else None
@@ -320,6 +323,25 @@ def limit_memory(extra_bytes: int = MEMORY_LIMIT_BYTES) -> int:
     return cap
 
 
+def summarize(paths: list[Path]) -> str:
+    """A text table of the tallies written by ``--json`` runs (one line per run)."""
+    lines = ["reader  cases  volume  CovidCTError  crash  hang  elapsed_s  peak_rss_mb  engine  "
+             "command"]
+    for path in paths:
+        doc = json.loads(path.read_text())
+        outcomes = doc["outcomes"]
+        hangs = sum(1 for key in doc["crash_classes"] if key.startswith("hang"))
+        for reader, count in doc["cases"].items():
+            lines.append(
+                f"{reader}  {count}  {outcomes.get('volume', 0)}  {outcomes.get('error', 0)}  "
+                f"{outcomes.get('crash', 0)}  {hangs}  {doc['elapsed_s']}  {doc['peak_rss_mb']}  "
+                f"{doc.get('engine', 'hypothesis')}  {doc['command']}"
+            )
+        for key, info in doc["crash_classes"].items():
+            lines.append(f"    crash class: {key} ({info['reader']}): {info['message'][:160]}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reader", choices=READERS, action="append")
@@ -328,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="-1: not derandomized")
     parser.add_argument("--json", type=Path, help="write the tally here (and every 1000)")
     parser.add_argument("--engine", choices=("hypothesis", "random"), default="hypothesis")
+    parser.add_argument("--summarize", type=Path, nargs="+",
+                        help="print a table of these --json tallies and exit")
     args = parser.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.summarize), end="")
+        return 0
     readers = tuple(args.reader or READERS)
     cap = limit_memory()
     start = time.time()
