@@ -296,6 +296,17 @@ def test_10_a_real_fourth_dimension_is_refused(tmp_path) -> None:
         load_volume(path)
 
 
+def test_10_itk_4d_with_the_singleton_axis_first(tmp_path) -> None:
+    import SimpleITK as sitk
+
+    data = (np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5, 1) - 500)  # sitk (1,5,4,3)
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(data, isVector=False), str(path))
+    assert sitk.ReadImage(str(path)).GetSize() == (1, 5, 4, 3)
+    volume = load_volume(path)
+    np.testing.assert_array_equal(volume.hu, data[..., 0])  # identity direction: (k, j, i)
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
 def test_10_itk_4d_with_one_time_point(tmp_path, suffix) -> None:
     import SimpleITK as sitk

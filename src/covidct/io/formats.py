@@ -101,8 +101,15 @@ def _three_d(image: Any, path: Path) -> Any:
         return image
     if len(size) == 2:
         return sitk.JoinSeries(image)
-    if len(size) > 3 and all(n == 1 for n in size[3:]):
-        return sitk.Extract(image, size[:3] + [0] * (len(size) - 3), [0] * len(size))
+    if len(size) > 3 and sum(n > 1 for n in size) <= 3:
+        # collapse singleton axes, the last ones first, until three remain (any position)
+        extract = list(size)
+        for axis in reversed(range(len(size))):
+            if sum(n > 0 for n in extract) == 3:
+                break
+            if size[axis] == 1:
+                extract[axis] = 0
+        return sitk.Extract(image, extract, [0] * len(size))
     raise InputError(
         f"{path} is a {len(size)}D image of size {size}; expected one scalar 3D CT volume. "
         "Split the extra dimension first."
