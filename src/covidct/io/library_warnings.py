@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 _VALUE = re.compile(r"'[^']*'|\"[^\"]*\"|\b\d[\d.]*\b")
 
@@ -57,7 +58,7 @@ def collect(logger_name: str = "pydicom") -> Iterator[Collected]:
     """Gather ``warnings`` and the named logger's warnings while the block runs.
 
     Both are restored on exit. A warning and a log record with the same text (pydicom's
-    ``warn_and_log``) count once.
+    ``warn_and_log``) count once. Warnings raised by other code are passed on unchanged.
     """
     sink = Collected()
     library_logger = logging.getLogger(logger_name)
@@ -72,10 +73,14 @@ def collect(logger_name: str = "pydicom") -> Iterator[Collected]:
     logged = list(sink.messages)
     sink.messages.clear()
     pending = Counter(logged)
+    package = logger_name.split(".")[0]
     for item in caught:
         text = str(item.message)
-        if pending[text]:
+        if pending[text]:  # warned and logged by the library (pydicom's warn_and_log)
             pending[text] -= 1
+        elif package not in Path(item.filename).parts:  # not the library's: pass it on
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+            continue
         sink.messages.append(text)
     for text, count in pending.items():
         sink.messages.extend([text] * count)
