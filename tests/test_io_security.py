@@ -194,3 +194,27 @@ def test_nifti_with_fewer_than_two_dimensions_is_refused(tmp_path, shape) -> Non
     path.write_bytes(bytes(raw))
     with pytest.raises(InputError):
         load_volume(path)
+
+
+def test_nrrd_header_running_into_binary_data_is_refused(tmp_path, real_data) -> None:
+    """Found by benchmarks/fuzz_readers.py: a NRRD whose blank line after the header was
+    deleted made ITK's header parser crash the process (segmentation fault)."""
+    header = (real_data / "cip-copdgene-10002K" / "ct-64.nrrd").read_bytes().split(b"\n\n")[0]
+    cut = header[: header.index(b"kinds:") + len(b"kinds: domain dom")]
+    pixels = np.full(64 * 64 * 3, -1000, dtype="<i2").tobytes()
+    path = tmp_path / "ct.nrrd"
+    path.write_bytes(cut + pixels)
+    with pytest.raises(InputError, match="no blank line ends the header"):
+        load_volume(path)
+    path.write_bytes(cut + b"\xfc\x18\n\n" + pixels)
+    with pytest.raises(InputError, match="binary"):
+        load_volume(path)
+
+
+@pytest.mark.parametrize("text", [b"ObjectType = Image\nNDims 3\nElementDataFile = LOCAL\n",
+                                  b"ObjectType = Image\nNDims = 3\n"])
+def test_metaimage_header_that_is_not_key_value_lines_is_refused(tmp_path, text) -> None:
+    path = tmp_path / "ct.mha"
+    path.write_bytes(text + bytes(64))
+    with pytest.raises(InputError, match="not a readable NRRD/MetaImage"):
+        load_volume(path)

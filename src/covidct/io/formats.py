@@ -37,6 +37,7 @@ def read_itk_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, A
     from covidct.io.source_grid import source_grid
 
     path = Path(path)
+    check_header_text(path)
     try:
         _check_declared_size(path)
         image = sitk.ReadImage(str(path))
@@ -65,6 +66,56 @@ def read_itk_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, A
                        data_ijk.shape, affine_ijk)
     hu, affine = to_canonical(data_ijk, affine_ijk)
     return hu, affine, grid
+
+
+_HEADER_LIMIT = 1024**2
+_TEXT = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+
+
+def check_header_text(path: Path) -> None:
+    """Refuse a NRRD/MetaImage whose text header is not well-formed before ITK parses it.
+
+    ITK's header parsers can crash the process (a segmentation fault, found by
+    benchmarks/fuzz_readers.py) on a header line that runs into binary data, so the
+    header must be printable ASCII, ``key: value`` (NRRD) or ``Key = Value`` (MetaImage)
+    lines, ended as the format requires (a blank line for an attached NRRD; the
+    ``ElementDataFile`` line for MetaImage), within the first MiB.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(_HEADER_LIMIT)
+    suffix = path.suffix.lower()
+    if suffix in (".nrrd", ".nhdr"):
+        if not head.startswith(b"NRRD000"):
+            raise _bad_header(path, "it does not start with the NRRD magic 'NRRD000x'")
+        end = head.replace(b"\r\n", b"\n").find(b"\n\n")
+        if end < 0 and suffix == ".nrrd":
+            raise _bad_header(path, "no blank line ends the header")
+        text = head.replace(b"\r\n", b"\n")[: end if end >= 0 else None]
+        lines = text.split(b"\n")[1:]
+        sep = b":"
+    else:
+        lines = []
+        for line in head.replace(b"\r\n", b"\n").split(b"\n"):
+            lines.append(line)
+            if line.strip().lower().startswith(b"elementdatafile"):
+                break
+        else:
+            raise _bad_header(path, "no ElementDataFile line ends the header")
+        text = b"\n".join(lines)
+        sep = b"="
+    if not set(text) <= _TEXT:
+        raise _bad_header(path, "the header holds binary (non-text) bytes")
+    for line in lines:
+        if line.strip() and not line.startswith(b"#") and sep not in line:
+            form = f"key{sep.decode()} value"
+            raise _bad_header(path, f"the header line {line[:60]!r} is not '{form}'")
+
+
+def _bad_header(path: Path, why: str) -> InputError:
+    return InputError(
+        f"{path} is not a readable NRRD/MetaImage file: {why}. The file is corrupt or "
+        "truncated, or another format renamed; export it again."
+    )
 
 
 def _check_declared_size(path: Path) -> None:
