@@ -331,7 +331,8 @@ def summarize(paths: list[Path]) -> str:
         doc = json.loads(path.read_text())
         outcomes = doc["outcomes"]
         hangs = sum(1 for key in doc["crash_classes"] if key.startswith("hang"))
-        for reader, count in doc["cases"].items():
+        cases = doc["cases"]  # outcomes are totals over the readers of one run
+        for reader, count in [("+".join(cases), sum(cases.values()))]:
             lines.append(
                 f"{reader}  {count}  {outcomes.get('volume', 0)}  {outcomes.get('error', 0)}  "
                 f"{outcomes.get('crash', 0)}  {hangs}  {doc['elapsed_s']}  {doc['peak_rss_mb']}  "
