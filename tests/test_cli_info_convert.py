@@ -18,7 +18,7 @@ def test_info_json_lists_series_geometry_and_warnings(tmp_path, small_ct, capsys
     assert main(["info", str(tmp_path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["series_uid"] == "1.2.3.4"
-    assert info["shape_zyx"] == [11, 40, 48]
+    assert info["shape_zyx"] == [12, 40, 48]  # 11 true slices on a uniform grid
     assert info["spacing_mm_zyx"] == pytest.approx([2.5, 0.7, 0.8])
     assert info["orientation"] == "SPL"
     assert (info["manufacturer"], info["kernel"], info["slice_thickness_mm"]) == ("covidct",

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, required=True,
                        help="output folder: weights, model card, checkpoint-TASK.pt")
         p.add_argument("--arch", default=arch,
-                       help=f"architecture (default {arch}; the seed's is "
+                       help=f"architecture (default {arch}; Gozes et al. 2020 used "
                             f"{'unet_vgg16' if task == 'lung' else 'resnet50'})")
         p.add_argument("--width", type=float, default=width,
                        help=f"channel width multiplier (default {width}; 1.0 = torchvision's)")

@@ -1,5 +1,11 @@
-"""The NIfTI outputs (lung and airway masks, infection mask, heatmap), written with the
-project's one NIfTI writer so they have the shape and affine of `covidct convert`'s output."""
+"""The NIfTI outputs (lung and airway masks, infection mask, heatmap).
+
+For a DICOM input they are written with the project's one NIfTI writer, so they have
+the shape and affine of `covidct convert`'s output. For a NIfTI, NRRD or MetaImage
+input they are written on the input's own grid (``covidct.io.source_grid``): the
+input's shape, (i, j, k) array layout and affine, and for a NIfTI its header, so the
+user's image array and ours pair voxel for voxel.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +25,17 @@ AIRWAY_MASK = "airway_mask.nii.gz"
 def write_nifti_outputs(result: CaseResult, out_dir: Path) -> dict[str, str]:
     """Write the four volumes in parallel threads (zlib releases the GIL). Returns names."""
     from covidct.io.nifti import write_nifti
+    from covidct.io.source_grid import write_nifti_like_source
 
-    affine = result.volume.affine
+    volume = result.volume
+    grid = volume.metadata.get("source_grid")
+    source = volume.metadata.get("source_path")
+
+    def write(array: np.ndarray, path: Path, dtype: type) -> Path:
+        if grid is not None:
+            return write_nifti_like_source(array, grid, path, dtype, source_path=source)
+        return write_nifti(array, volume.affine, path, dtype)
+
     jobs = (
         ("lung_mask", LUNG_MASK, result.lung_mask, np.uint8),
         ("airway_mask", AIRWAY_MASK, result.airway_mask, np.uint8),
@@ -28,7 +43,7 @@ def write_nifti_outputs(result: CaseResult, out_dir: Path) -> dict[str, str]:
         ("heatmap", HEATMAP, result.heatmap, np.float32),
     )
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(write_nifti, array, affine, out_dir / name, dtype)
+        futures = [pool.submit(write, array, out_dir / name, dtype)
                    for _, name, array, dtype in jobs]
         for future in futures:
             future.result()

@@ -39,14 +39,15 @@ def _load(path: Path, series_uid: str | None) -> Volume:
             ".nii/.nii.gz/.nrrd/.mha/.mhd file; check the path."
         )
     name = path.name.lower()
-    if path.is_file() and name.endswith(_NIFTI):
+    if path.is_file() and name.endswith(_NIFTI + ITK_SUFFIXES):
         _no_series(series_uid, path)
+        from covidct.io.dicom_files import file_stamp, require_unchanged
         from covidct.io.nifti import load_nifti
 
-        return load_nifti(path)
-    if path.is_file() and name.endswith(ITK_SUFFIXES):
-        _no_series(series_uid, path)
-        return load_itk(path)
+        before = file_stamp(path)
+        volume = load_nifti(path) if name.endswith(_NIFTI) else load_itk(path)
+        require_unchanged(path, before)  # a file still being copied is refused
+        return volume
     from covidct.io.dicom import load_dicom
 
     return load_dicom(path, series_uid=series_uid)

@@ -21,9 +21,10 @@ from pydicom.uid import UID
 from covidct.errors import InputError
 from covidct.io.dicom_files import ReadReport, read_dicom_tree
 from covidct.io.dicom_geometry import stack_geometry
-from covidct.io.dicom_scan import NON_CT_IMAGE, CTImage, ct_images, describe
+from covidct.io.dicom_scan import NON_CT_IMAGE, CTImage, ct_images, describe, invalid_uids
 from covidct.io.dicom_series import choose_series, group_series
-from covidct.io.orient import orientation_label, to_canonical
+from covidct.io.library_warnings import collect
+from covidct.io.orient import canonical_axes, orientation_label, to_canonical
 from covidct.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -33,14 +34,33 @@ PADDING_THRESHOLD_HU = -2000  # values at or below are outside the field of view
 
 
 def load_dicom(path: str | Path, series_uid: str | None = None) -> Volume:
-    """The chosen CT series under ``path`` as a canonical axial Volume."""
-    path = Path(path)
+    """The chosen CT series under ``path`` as a canonical axial Volume.
+
+    pydicom's per-file warnings (e.g. an invalid UI value in each of 167 files) are
+    collected and reported once per kind with a count, in ``Volume.warnings``.
+    """
+    with collect("pydicom") as library:
+        volume = _load_dicom(Path(path), series_uid)
+    extra = library.summary("pydicom")
+    for message in extra:
+        logger.warning("%s", message)
+    return volume.with_warnings(*extra) if extra else volume
+
+
+def _load_dicom(path: Path, series_uid: str | None) -> Volume:
     report = read_dicom_tree(path)
     images: list[CTImage] = []
+    bad_uids: list[str] = []
     for name, ds in report.datasets:
-        found, reason = ct_images(name, ds)
+        try:
+            found, reason = ct_images(name, ds)
+        except Exception as exc:  # corrupt values (e.g. '' or 'abc' as a number)
+            logger.debug("cannot use %s: %s", name, exc)
+            found, reason = [], "image(s) with corrupt header values"
         if reason:
             report.skip(reason, name)
+        elif found:
+            bad_uids.extend(invalid_uids(ds))
         images.extend(found)
     if not images:
         raise InputError(_nothing_usable_message(path, report))
@@ -57,6 +77,7 @@ def load_dicom(path: str | Path, series_uid: str | None = None) -> Volume:
     geometry = stack_geometry(chosen.images, thickness)
 
     hu, n_padding = _decode_hu(geometry.images)
+    report.check_unchanged(sorted({img.source for img in geometry.images}))
     hu, affine = to_canonical(hu, geometry.affine)
 
     found = []
@@ -65,6 +86,19 @@ def load_dicom(path: str | Path, series_uid: str | None = None) -> Volume:
         entry["chosen"] = s is chosen
         found.append(entry)
     warnings = list(notes) + list(choose_notes) + geometry.warnings
+    if report.forced:
+        warnings.append(
+            f"{len(report.forced)} file(s) are not conformant DICOM Part-10 files (no 128-byte "
+            "preamble, 'DICM' prefix or file meta information / TransferSyntaxUID, e.g. "
+            f"{report.forced[0]}); they were read with pydicom's force=True and the transfer "
+            "syntax of their encoding"
+        )
+    if bad_uids:
+        warnings.append(
+            f"{len(bad_uids)} UID value(s) are not valid DICOM UIDs (digits and dots, at most 64 "
+            f"characters), e.g. {bad_uids[0]!r} (UUID-style UIDs from an anonymizer); they were "
+            "read as given"
+        )
     if len(series) > 1:
         others = ", ".join(f"{e['series_uid']} ({e['orientation']}, {e['n_positions']} slices)"
                            for e in found if not e["chosen"])
@@ -121,6 +155,10 @@ def load_dicom(path: str | Path, series_uid: str | None = None) -> Volume:
     }
     if geometry.slice_positions_mm is not None:
         metadata["slice_positions_mm"] = geometry.slice_positions_mm
+    perm, flips = canonical_axes(geometry.affine)
+    if geometry.source_slice_index is not None and perm[0] == 0:  # per canonical z slice
+        index = geometry.source_slice_index
+        metadata["source_slice_index"] = index[::-1] if flips[0] else index
     return Volume(hu=hu, affine=affine, metadata=metadata, warnings=tuple(warnings))
 
 
@@ -179,7 +217,7 @@ def _decode_hu(images: list[CTImage]) -> tuple[np.ndarray, int]:
         decoded = dict(zip(datasets, pool.map(lambda k: _pixels(datasets[k], sources[k]),
                                               datasets), strict=True))
     integral = all(float(img.slope).is_integer() and float(img.intercept).is_integer()
-                   for img in images)
+                   and abs(img.slope) <= 1e4 and abs(img.intercept) <= 1e6 for img in images)
     rows, cols = images[0].shape
     out = np.empty((len(images), rows, cols), dtype=np.int32 if integral else np.float32)
     n_padding = 0

@@ -2,8 +2,16 @@
 
 Slices are sorted by their position along the slice normal (never by file name or
 InstanceNumber). The slice step comes from the positions, not SliceThickness.
-Problems (duplicate positions, missing slices, non-uniform spacing, gantry tilt) are
-reported as warnings; the array is never resampled.
+
+A stack whose spacing is not uniform (the spacing changes part-way, slices are
+missing, or positions are irregular) is put on a uniform grid along the stack, as
+dcm2niix's "equalized" output does, so that every downstream figure (volumes, zones,
+z positions) and every mask written on that grid is true in world space: the grid
+runs from the first to the last true slice with the finest regular step, and each
+grid slice is the nearest true slice (no new HU values are made up; each true slice
+covers its true extent, half-way to its neighbours). The true positions are kept in
+``slice_positions_mm`` and which true slice each grid slice shows in
+``source_slice_index``. Problems are reported as warnings.
 """
 
 from __future__ import annotations
@@ -17,16 +25,29 @@ from covidct.io.dicom_scan import CTImage
 
 _POSITION_TOL_MM = 0.01
 _TILT_TOL_DEG = 0.05
+_MAX_GRID_FACTOR = 4  # a grid never has more than this many times the true slices
 
 
 @dataclass
 class StackGeometry:
-    images: list[CTImage]  # sorted inferior->superior along the normal, duplicates removed
+    images: list[CTImage]  # one per array slice, inferior->superior (repeats when equalized)
     affine: np.ndarray  # voxel (k, j, i) -> LPS mm, k along the sorted stack
     warnings: list[str] = field(default_factory=list)
     gantry_tilt_deg: float = 0.0
     uniform: bool = True
-    slice_positions_mm: list[list[float]] | None = None  # exact positions when not uniform
+    slice_positions_mm: list[list[float]] | None = None  # true positions when not uniform
+    source_slice_index: list[int] | None = None  # true slice shown by each grid slice
+
+
+def _runs(gaps: np.ndarray, tol: float) -> list[tuple[int, int, float]]:
+    """Runs of consecutive equal gaps: (start, stop, mean gap)."""
+    runs: list[tuple[int, int, float]] = []
+    start = 0
+    for n in range(1, len(gaps) + 1):
+        if n == len(gaps) or abs(gaps[n] - gaps[start]) > tol:
+            runs.append((start, n, float(np.mean(gaps[start:n]))))
+            start = n
+    return runs
 
 
 def stack_geometry(images: list[CTImage], thickness_mm: float | None) -> StackGeometry:
@@ -82,21 +103,66 @@ def stack_geometry(images: list[CTImage], thickness_mm: float | None) -> StackGe
 
     tol = max(_POSITION_TOL_MM, 0.01 * step)
     if np.any(np.abs(gaps - step) > tol):
-        geometry.uniform = False
-        geometry.slice_positions_mm = [img.position.tolist() for img in images]
-        missing = [(depth[n], depth[n + 1]) for n in range(len(gaps)) if gaps[n] > 1.5 * step]
-        if missing:
-            n_missing = sum(int(round(gaps[n] / step)) - 1 for n in range(len(gaps))
-                            if gaps[n] > 1.5 * step)
-            where = ", ".join(f"{a:.2f}..{b:.2f} mm" for a, b in missing[:5])
-            warnings.append(
-                f"missing slice(s): about {n_missing} slice(s) absent between positions {where} "
-                f"along the slice normal (usual step {step:.3f} mm)"
-            )
-        warnings.append(
-            f"non-uniform slice spacing: steps range {gaps.min():.3f}..{gaps.max():.3f} mm "
-            f"(median {step:.3f} mm); the affine uses the median step from the first slice, so "
-            "positions after an irregular step are approximate; exact positions are in "
-            "metadata['slice_positions_mm']"
-        )
+        _equalize(geometry, depth, gaps, span, tol)
     return geometry
+
+
+def _equalize(geometry: StackGeometry, depth: np.ndarray, gaps: np.ndarray,
+              span: np.ndarray, tol: float) -> None:
+    """Put a non-uniform stack on a uniform grid of nearest true slices (see module doc)."""
+    images = geometry.images
+    runs = _runs(gaps, tol)
+    regular = [r for r in runs if r[1] - r[0] >= 2] or runs
+    grid_step = min(r[2] for r in regular)
+    length = float(depth[-1] - depth[0])
+    if length / grid_step + 1 > _MAX_GRID_FACTOR * len(images):
+        grid_step = float(np.median(gaps))
+    n_grid = int(round(length / grid_step)) + 1
+    grid = depth[0] + np.arange(n_grid) * grid_step
+    right = np.clip(np.searchsorted(depth, grid), 1, len(depth) - 1)
+    nearest = np.where(grid - depth[right - 1] <= depth[right] - grid, right - 1, right)
+
+    geometry.uniform = False
+    geometry.slice_positions_mm = [img.position.tolist() for img in images]
+    geometry.source_slice_index = [int(n) for n in nearest]
+    geometry.images = [images[n] for n in nearest]
+    direction = span / np.linalg.norm(span)
+    geometry.affine[:3, 0] = direction * (grid_step / float(abs(direction @ images[0].normal)))
+
+    def regular_step(n: int) -> bool:  # run n (if any) has the grid step
+        return not 0 <= n < len(runs) or abs(runs[n][2] - grid_step) <= tol
+
+    isolated = [r for n, r in enumerate(runs)
+                if r[1] - r[0] == 1 and r[2] > 1.5 * grid_step
+                and abs(r[2] / grid_step - round(r[2] / grid_step)) < 0.25
+                and regular_step(n - 1) and regular_step(n + 1)]
+    changes = [r for r in runs if r[1] - r[0] >= 2 and abs(r[2] - grid_step) > tol]
+    grid_text = (
+        f"the volume was put on a uniform {grid_step:.3f} mm grid of {n_grid} "
+        f"slices from the {len(images)} true slices, each grid slice showing the nearest true "
+        "slice, so volumes and positions follow each slice's true position and extent "
+        f"({n_grid - len(set(geometry.source_slice_index))} grid slice(s) repeat a neighbour; "
+        "true positions in metadata['slice_positions_mm'])"
+    )
+    if changes:
+        parts = ", ".join(
+            f"{r[2]:.3f} mm for slices {depth[r[0]]:.2f}..{depth[r[1]]:.2f} mm" for r in runs
+            if r[1] - r[0] >= 2
+        )
+        geometry.warnings.append(
+            f"slice spacing changes part-way along the series ({parts} along the slice normal); "
+            f"no slice is missing; {grid_text}"
+        )
+    if isolated:
+        n_missing = sum(int(round(r[2] / grid_step)) - 1 for r in isolated)
+        where = ", ".join(f"{depth[r[0]]:.2f}..{depth[r[1]]:.2f} mm" for r in isolated[:5])
+        geometry.warnings.append(
+            f"missing slice(s): about {n_missing} slice(s) absent between positions {where} "
+            f"along the slice normal (usual step {grid_step:.3f} mm); the gap shows the nearest "
+            "true slices"
+        )
+    if not changes:
+        geometry.warnings.append(
+            f"non-uniform slice spacing: steps range {gaps.min():.3f}..{gaps.max():.3f} mm; "
+            f"{grid_text}"
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ class CTImage:
     intercept: float
     instance_number: int
     has_modality: bool
+    phase: tuple[int | None, int | None] = (None, None)  # (AcquisitionNumber, TemporalPosition)
 
     @property
     def normal(self) -> np.ndarray:
@@ -163,16 +165,33 @@ def ct_images(name: str, ds: Dataset) -> tuple[list[CTImage], str | None]:
 def _make(name, ds, frame, sop_uid, key, uid, ipp, iop, spacing, shape, slope, intercept,
           instance, has_modality) -> CTImage:
     iop_arr = np.asarray([float(v) for v in iop], dtype=np.float64)
-    row_dir = iop_arr[:3] / np.linalg.norm(iop_arr[:3])
-    col_dir = iop_arr[3:] / np.linalg.norm(iop_arr[3:])
+    position = np.asarray([float(v) for v in ipp], dtype=np.float64)
+    pixel_spacing = (float(spacing[0]), float(spacing[1]))
+    norms = np.linalg.norm(iop_arr[:3]), np.linalg.norm(iop_arr[3:])
+    if (not np.all(np.isfinite(iop_arr)) or not np.all(np.isfinite(position))
+            or min(norms) < 1e-6 or not all(math.isfinite(v) and v > 0 for v in pixel_spacing)
+            or float(np.linalg.norm(np.cross(iop_arr[:3], iop_arr[3:])))
+            < 1e-3 * norms[0] * norms[1]
+            or min(shape) < 1):
+        raise ValueError("invalid geometry (ImagePositionPatient/Orientation/PixelSpacing)")
+    row_dir = iop_arr[:3] / norms[0]
+    col_dir = iop_arr[3:] / norms[1]
     return CTImage(
         source=name, dataset=ds, frame=frame, sop_uid=sop_uid, series_key=key, series_uid=uid,
-        position=np.asarray([float(v) for v in ipp], dtype=np.float64),
-        row_dir=row_dir, col_dir=col_dir,
-        pixel_spacing=(float(spacing[0]), float(spacing[1])), shape=shape,
+        position=position, row_dir=row_dir, col_dir=col_dir,
+        pixel_spacing=pixel_spacing, shape=shape,
         slope=_float(slope, 1.0), intercept=_float(intercept, 0.0),
         instance_number=instance, has_modality=has_modality,
+        phase=(_int_or_none(ds.get("AcquisitionNumber")),
+               _int_or_none(ds.get("TemporalPositionIdentifier"))),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(float(value)) if value is not None and str(value).strip() != "" else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _enhanced_frames(name, ds, key, uid, sop_uid, instance, shape, has_modality):
@@ -201,9 +220,46 @@ def _enhanced_frames(name, ds, key, uid, sop_uid, instance, shape, has_modality)
     return out, None
 
 
-def orientation_key(image: CTImage) -> tuple:
-    """Images of one stack share orientation (to 0.01) and matrix size."""
-    return (tuple(np.round(np.concatenate([image.row_dir, image.col_dir]), 2)), image.shape)
+ORIENTATION_TOL = 1e-3
+"""Images whose direction cosines differ by at most this belong to one stack (about
+0.06 degree; scanners write IOP with jitter of 1e-7..1e-5, a localizer differs by 1)."""
+SPACING_RTOL = 1e-3
+"""Relative tolerance on PixelSpacing for images of one stack."""
+
+
+def same_grid(a: CTImage, b: CTImage) -> bool:
+    """Do ``a`` and ``b`` share orientation, matrix size and pixel spacing (within tolerance)?
+
+    Tolerances, not rounding: a rounding boundary splits values 1e-7 apart.
+    """
+    return (
+        a.shape == b.shape
+        and float(np.abs(a.row_dir - b.row_dir).max()) <= ORIENTATION_TOL
+        and float(np.abs(a.col_dir - b.col_dir).max()) <= ORIENTATION_TOL
+        and bool(np.allclose(a.pixel_spacing, b.pixel_spacing, rtol=SPACING_RTOL, atol=1e-6))
+    )
+
+
+def invalid_uids(ds: Dataset) -> list[str]:
+    """The study/series/SOP instance UIDs of ``ds`` that are not valid UI values (PS3.5 9.1).
+
+    A valid UID is at most 64 characters of digits and dots, components without leading
+    zeros. UUID strings written by some anonymizers are not.
+    """
+    bad = []
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        value = _text(ds, keyword)
+        if value and not _valid_uid(value):
+            bad.append(value)
+    return bad
+
+
+def _valid_uid(value: str) -> bool:
+    if len(value) > 64:
+        return False
+    parts = value.split(".")
+    return all(p.isdigit() and p.isascii() and (p == "0" or not p.startswith("0"))
+               for p in parts)
 
 
 def describe(ds: Dataset) -> dict[str, Any]:

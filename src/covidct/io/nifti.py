@@ -33,39 +33,98 @@ def read_nifti_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     scl_slope/scl_inter are applied (the array is float32 then, unless they are the
     identity). Axes are permuted/flipped, never resampled, exactly as ``load_volume``
-    does, so a mask read here lines up voxel for voxel with the CT.
+    does, so a mask read here lines up voxel for voxel with the CT. Singleton
+    dimensions past the third (shape (x, y, z, 1), (x, y, z, 1, 1), ...) are dropped.
     """
+    hu, affine, _ = read_nifti_grid(path)
+    return hu, affine
+
+
+def read_nifti_grid(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``read_nifti_array`` plus the file's grid (``covidct.io.source_grid.source_grid``)."""
+    from covidct.io.source_grid import source_grid
+
     path = Path(path)
     try:
         img = nib.load(str(path))
+        _check_declared_size(path, img)
+        data = np.asanyarray(img.dataobj)
+        affine_ras = np.asarray(img.affine, dtype=np.float64)
+    except InputError:
+        raise
+    except MemoryError as exc:
+        raise InputError(
+            f"{path}: its header declares an image too large to hold in memory; the file is "
+            "corrupt, or not a single CT volume."
+        ) from exc
     except Exception as exc:  # nibabel raises several types for broken files
         raise InputError(
             f"Cannot read {path} as NIfTI ({exc}). Expected a .nii or .nii.gz file; "
             "check that the file is complete and not another format renamed."
         ) from exc
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+    data = squeeze_extra_dims(data, path)
+    if data.ndim < 2:
+        raise InputError(
+            f"{path} holds a {data.ndim}D image of shape {data.shape}; expected a 3D CT volume "
+            "(or one 2D slice)."
+        )
     if data.ndim == 2:
         data = data[..., np.newaxis]
-    if data.ndim != 3:
+    if data.dtype == np.float64:
+        data = data.astype(np.float32)
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise InputError(
+            f"{path} stores {data.dtype} voxels; expected real numbers (CT in HU, e.g. int16)."
+        )
+    affine_lps = _LPS_TO_RAS @ affine_ras
+    grid = source_grid("nifti", data.shape, affine_lps)
+    hu, affine = to_canonical(data, affine_lps)
+    return hu, affine, grid
+
+
+def _check_declared_size(path: Path, img: Any) -> None:
+    """Refuse a header that declares more voxel bytes than the file can hold, before
+    anything is allocated (a corrupt or hostile header must not exhaust memory)."""
+    from covidct.io.formats import MAX_DEFLATE_RATIO
+
+    header = img.header
+    shape = header.get_data_shape()
+    itemsize = np.dtype(header.get_data_dtype()).itemsize
+    declared = int(np.prod([int(n) for n in shape], dtype=object)) * itemsize
+    size = path.stat().st_size
+    compressed = path.name.lower().endswith(".gz")
+    limit = size * MAX_DEFLATE_RATIO if compressed else size
+    if declared > limit:
+        raise InputError(
+            f"{path}: its header declares a {shape} image of {header.get_data_dtype()} "
+            f"({declared} bytes of voxels) but the file holds {size} bytes"
+            + (" compressed" if compressed else "")
+            + ": the file is truncated or its header is corrupt. Copy or export it again."
+        )
+
+
+def squeeze_extra_dims(data: np.ndarray, path: Path | str) -> np.ndarray:
+    """Drop singleton dimensions past the three spatial ones; refuse a real 4th/5th dim."""
+    extra = data.shape[3:]
+    if any(n != 1 for n in extra):
         raise InputError(
             f"{path} holds a {data.ndim}D image of shape {data.shape}; expected one 3D volume. "
             "Split the time/channel dimension first (e.g. with fslsplit)."
         )
-    if data.dtype == np.float64:
-        data = data.astype(np.float32)
-    affine_lps = _LPS_TO_RAS @ np.asarray(img.affine, dtype=np.float64)
-    return to_canonical(data, affine_lps)
+    return data.reshape(data.shape[:3]) if extra else data
 
 
 def load_nifti(path: str | Path) -> Volume:
-    """A NIfTI CT as a Volume (values are taken as HU)."""
+    """A NIfTI CT as a Volume (values are taken as HU).
+
+    ``metadata['source_grid']`` records the file's own grid, so outputs can be written
+    in its array layout (``covidct.io.source_grid``).
+    """
     path = Path(path)
-    hu, affine = read_nifti_array(path)
+    hu, affine, grid = read_nifti_grid(path)
     if not (np.issubdtype(hu.dtype, np.floating) or hu.dtype == np.int16):
         hu = _to_hu_dtype(hu)
-    metadata: dict[str, Any] = {"source_path": str(path), "format": "nifti"}
+    metadata: dict[str, Any] = {"source_path": str(path), "format": "nifti", "source_grid": grid}
     return Volume(hu=hu, affine=affine, metadata=metadata)
 
 

@@ -170,8 +170,8 @@ def train_classifier(options: TrainOptions) -> ModelSpec:
            "val_slices": len(val_set), "pos_weight": round(pos_weight, 3),
            "auxiliary_infection_maps": aux},
         metrics={"validation_slice_auc": round(roc_auc(probs, val_labels), 4)},
-        description="ResNet slice classifier: p(abnormal) per lung slice; the seed's head "
-                    "(two dense layers, sigmoid applied at inference).",
+        description="ResNet slice classifier: p(abnormal) per lung slice; the head of "
+                    "Gozes et al. 2020 (two dense layers, sigmoid applied at inference).",
     )
     if options.lung_model is None and options.input_antialias != options.train_antialias:
         # thresholds from the reference-mask slices, shrunk as inference will shrink them
