@@ -72,13 +72,17 @@ def test_seg_frames_equal_the_nifti_masks_at_the_referenced_slice(name, tmp_path
     n = len(sources)
     assert int(seg.NumberOfFrames) == n * 4  # empty frames are kept
     # Each pixel's voxel comes from the SEG's own geometry through the NIfTI's inverse affine.
-    # With irregular slice positions that affine is exact in-plane only; canonical slice z
-    # (inferior -> superior) is then the rank of the source image's position along it.
-    axis0 = affine[:3, 0] / np.linalg.norm(affine[:3, 0])
+    # With irregular slice positions the loader puts the series on a uniform grid of nearest
+    # true slices (covidct.io.dicom_geometry): a source image's frame is then the grid slice
+    # nearest its true position.
     by_uid = {ds.SOPInstanceUID: ds for ds in sources}
-    order = sorted(by_uid, key=lambda u: np.array(by_uid[u].ImagePositionPatient,
-                                                  float) @ axis0)
-    canonical_z = {uid: z for z, uid in enumerate(order)}
+    shown_by = result.volume.metadata.get("source_slice_index")  # per canonical z
+    if not uniform:  # true-slice index: the rank of each image's depth along the normal
+        iop0 = np.array([float(v) for v in sources[0].ImageOrientationPatient])
+        normal = np.cross(iop0[:3], iop0[3:])
+        ranked = sorted(by_uid, key=lambda u: np.array(by_uid[u].ImagePositionPatient,
+                                                       float) @ normal)
+        true_index = {uid: n for n, uid in enumerate(ranked)}
     shared = seg.SharedFunctionalGroupsSequence[0]
     iop = np.array([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient])
     dr, dc = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
@@ -97,8 +101,9 @@ def test_seg_frames_equal_the_nifti_masks_at_the_referenced_slice(name, tmp_path
         lps = (ipp[:, None, None] + iop[:3, None, None] * (cc * dc) + iop[3:, None, None]
                * (rr * dr))
         voxel = np.einsum("ij,jyx->iyx", inverse[:3, :3], lps) + inverse[:3, 3, None, None]
-        if not uniform:
-            voxel[0] = canonical_z[uid]
+        if not uniform:  # the grid slice showing this image nearest its true position
+            zs = [z for z, m in enumerate(shown_by) if m == true_index[uid]]
+            voxel[0] = min(zs, key=lambda z: abs(z - float(voxel[0].mean())))
         assert np.allclose(voxel, np.rint(voxel), atol=1e-3)
         z, j, i = np.rint(voxel).astype(int)
         expected = truth[number][z, j, i]

@@ -102,7 +102,7 @@ def build_seg(result: CaseResult, stack: SourceStack, uids: OutputUIDs) -> hd.se
     result: the analysis of the volume loaded from ``stack`` (checked by the caller);
     masks are mapped from the canonical (z, y, x) grid to the source (k, row, column) order.
     """
-    k, rows, cols = stack.shape
+    k, (rows, cols) = len(stack.datasets), stack.shape[1:]
     pixels = np.zeros((k, rows, cols, len(SEGMENTS)), dtype=np.uint8)
     for n, spec in enumerate(SEGMENTS):
         pixels[..., n] = stack.to_source(spec.mask(result))

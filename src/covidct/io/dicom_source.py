@@ -43,12 +43,20 @@ class SourceStack:
     perm: tuple[int, int, int]
     flips: tuple[bool, bool, bool]
     series_uid: str
+    # A non-uniform series is loaded on a uniform grid of nearest true slices
+    # (covidct.io.dicom_geometry): grid_slices[k] is the grid slice (stack order) that
+    # shows datasets[k] nearest its true position, grid_source[g] the dataset grid slice g
+    # shows. None: the stack is the datasets themselves.
+    grid_slices: tuple[int, ...] | None = None
+    grid_source: tuple[int, ...] | None = None
+    slice_index: tuple[int, ...] | None = None  # the loader's source_slice_index (stack order)
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """(k, rows, columns) of the source stack."""
+        """(k, rows, columns) of the loader's stack (grid slices for a non-uniform series)."""
         first = self.datasets[0]
-        return (len(self.datasets), int(first.Rows), int(first.Columns))
+        count = len(self.grid_source) if self.grid_source is not None else len(self.datasets)
+        return (count, int(first.Rows), int(first.Columns))
 
     def canonical_shape(self) -> tuple[int, int, int]:
         return tuple(self.shape[p] for p in self.perm)  # type: ignore[return-value]
@@ -66,7 +74,8 @@ class SourceStack:
         return new
 
     def to_source(self, canonical: np.ndarray) -> np.ndarray:
-        """A canonical (z, y, x) array in source order (k, row, column)."""
+        """A canonical (z, y, x) array in source order (k, row, column): one slice per
+        dataset (for a non-uniform series, the grid slice that shows it)."""
         if tuple(canonical.shape[:3]) != self.canonical_shape():
             raise InputError(
                 f"An array of shape {canonical.shape} cannot be mapped onto the source series "
@@ -75,19 +84,29 @@ class SourceStack:
         for t, flip in enumerate(self.flips):
             if flip:
                 out = np.flip(out, axis=t)
-        return np.ascontiguousarray(np.transpose(out, np.argsort(self.perm)))
+        out = np.transpose(out, np.argsort(self.perm))
+        if self.grid_slices is not None:
+            out = out[list(self.grid_slices)]
+        return np.ascontiguousarray(out)
 
     def source_index(self, z: int) -> int | None:
         """The source image index k of canonical slice z, or None when the source series is
         not axial (canonical slices are then not source images)."""
         if self.perm[0] != 0:
             return None
-        return self.shape[0] - 1 - z if self.flips[0] else z
+        g = self.shape[0] - 1 - z if self.flips[0] else z
+        return self.grid_source[g] if self.grid_source is not None else g
 
     def require_matches(self, volume: Volume) -> None:
         """InputError unless ``volume`` is exactly this series as the loader reads it."""
         shape = self.canonical_shape()
-        if tuple(volume.shape) != shape or not np.allclose(
+        same_slices = True
+        if self.perm[0] == 0:  # a grid of nearest true slices must show the same slices
+            mine = None if self.slice_index is None else list(
+                self.slice_index[::-1] if self.flips[0] else self.slice_index)
+            theirs = volume.metadata.get("source_slice_index")
+            same_slices = mine == (None if theirs is None else [int(n) for n in theirs])
+        if not same_slices or tuple(volume.shape) != shape or not np.allclose(
                 volume.affine, self.canonical_affine(), atol=_AFFINE_TOL_MM):
             raise InputError(
                 f"The source DICOM images (series {self.series_uid}, {self.shape[0]} slices) do "
@@ -134,9 +153,27 @@ def source_stack(datasets: Sequence[Dataset], series_uid: str | None = None) -> 
     thickness = describe(chosen.images[0].dataset)["slice_thickness_mm"]
     geometry = stack_geometry(chosen.images, thickness)
     perm, flips = canonical_axes(geometry.affine)
-    return SourceStack(datasets=tuple(img.dataset for img in geometry.images),
-                       affine=np.asarray(geometry.affine, dtype=np.float64),
-                       perm=perm, flips=flips, series_uid=chosen.uid)
+    affine = np.asarray(geometry.affine, dtype=np.float64)
+    if geometry.source_slice_index is None:
+        return SourceStack(datasets=tuple(img.dataset for img in geometry.images),
+                           affine=affine, perm=perm, flips=flips, series_uid=chosen.uid)
+    # a uniform grid of nearest true slices: one dataset per true slice shown, each with the
+    # grid slice nearest its true position
+    index = list(geometry.source_slice_index)
+    normal = geometry.images[0].normal
+    grid_depth = (affine[:3, 3] + np.outer(np.arange(len(index)), affine[:3, 0])) @ normal
+    shown = sorted(set(index))
+    grid_slices, datasets = [], []
+    for n in shown:
+        candidates = [g for g, m in enumerate(index) if m == n]
+        image = geometry.images[candidates[0]]
+        depth = float(image.position @ normal)
+        grid_slices.append(min(candidates, key=lambda g: abs(grid_depth[g] - depth)))
+        datasets.append(image.dataset)
+    rank = {n: k for k, n in enumerate(shown)}
+    return SourceStack(datasets=tuple(datasets), affine=affine, perm=perm, flips=flips,
+                       series_uid=chosen.uid, grid_slices=tuple(grid_slices),
+                       grid_source=tuple(rank[m] for m in index), slice_index=tuple(index))
 
 
 def read_source_datasets(path: str | Path) -> list[Dataset]:
