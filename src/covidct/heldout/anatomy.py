@@ -87,6 +87,16 @@ def _superellipse(x: np.ndarray, y: np.ndarray, a: float, b: float, n: float) ->
     return np.abs(x / a) ** n + np.abs(y / b) ** n
 
 
+def _segment_distance(x: np.ndarray, y: np.ndarray, a: tuple[float, float],
+                      b: tuple[float, float]) -> np.ndarray:
+    """Distance (mm) of each (x, y) from the segment a-b."""
+    ax, ay = a
+    bx, by = b
+    t = np.clip(((x - ax) * (bx - ax) + (y - ay) * (by - ay))
+                / max((bx - ax) ** 2 + (by - ay) ** 2, 1e-6), 0.0, 1.0)
+    return np.sqrt((x - ax - t * (bx - ax)) ** 2 + (y - ay - t * (by - ay)) ** 2)
+
+
 def _dome(lay: Layout, x: np.ndarray, y: np.ndarray, side: int) -> np.ndarray:
     """z (mm) of a hemidiaphragm over (y, x): a dome, lowest at the posterior recess."""
     cx = (-0.5 if side == 0 else 0.5) * lay.cav_a
@@ -157,7 +167,10 @@ def build_chest(p: Resolved, grid: Grid, lay: Layout, rng: np.random.Generator) 
         lab[canal] = Tissue.MUSCLE
         # lungs: the cavity above the domes, minus the mediastinum and the spine
         apex = np.clip((lay.z_apex - z) / 55.0, 0.0, 1.0) ** 0.5
-        med = np.abs(x - 0.04 * lay.cav_a) < lay.med_half * (0.75 + 0.35 * apex)
+        # mediastinum: widest mid-depth, narrowing towards the sternum and the spine
+        depth = np.clip(1.0 - ((y + 0.1 * lay.cav_b) / (1.1 * lay.cav_b)) ** 2, 0.0, 1.0)
+        med = np.abs(x - 0.04 * lay.cav_a) < lay.med_half * (0.75 + 0.35 * apex) * (
+            0.45 + 0.75 * depth)
         spine_zone = ((x / 36.0) ** 2 + ((y - lay.spine_y - 10) / 40.0) ** 2 <= 1) | (
             (np.abs(x) < 30) & (y > lay.spine_y))
         hz = ((z - heart_c[0]) / heart_r[0]) ** 2
@@ -179,11 +192,10 @@ def build_chest(p: Resolved, grid: Grid, lay: Layout, rng: np.random.Generator) 
         asc_y = -0.25 * lay.cav_b
         asc = (x ** 2 + (y - asc_y) ** 2) <= aorta_r**2
         lab[asc & (z > heart_c[0]) & (z < z_arch)] = Tissue.BLOOD
-        if abs(z - z_arch) < aorta_r:
+        if abs(z - z_arch) < aorta_r:  # the arch: a tube from ascending to descending
             w = np.sqrt(aorta_r**2 - (z - z_arch) ** 2)
-            seg = (np.abs(x - 0.5 * (0.9 * 19 + aorta_r)) < 0.5 * (0.9 * 19 + aorta_r) + w) & (
-                y > asc_y - w) & (y < lay.spine_y - 8 + w) & (np.abs(x - 0.3 * y) < 40)
-            lab[seg] = Tissue.BLOOD
+            lab[_segment_distance(x, y, (0.0, asc_y), (0.9 * 19 + aorta_r,
+                                                        lay.spine_y - 8)) <= w] = Tissue.BLOOD
         if z > lay.z_carina:
             r = 9.5 * (1 - 0.3 * neck)
             t = x ** 2 + (y + 0.05 * lay.cav_b) ** 2
