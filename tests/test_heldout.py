@@ -156,6 +156,16 @@ def test_only_the_synth_command_imports_the_heldout_family():
         if any(n == "covidct.heldout" or n.startswith("covidct.heldout.")
                for n in _imports(path)):
             offenders.append(str(path.relative_to(PACKAGE)))
-        elif "heldout" in path.read_text() and path.is_relative_to(PACKAGE / "train"):
-            offenders.append(str(path.relative_to(PACKAGE)))
     assert not offenders, f"these modules import covidct.heldout: {offenders}"
+
+
+def test_training_refuses_heldout_cases(tmp_path):
+    from covidct.errors import DataError
+    from covidct.train.datasets import discover_cases
+    from covidct.train.loop import refuse_test_only
+
+    out = tmp_path / "mixed"
+    assert main(["synth", str(out), "--family", "heldout", "--cases", "1", "--matrix", "48",
+                 "--slice-mm", "5", "--covid-fraction", "0", "--quiet"]) == 0
+    with pytest.raises(DataError, match="test-only"):
+        refuse_test_only(discover_cases(out))
