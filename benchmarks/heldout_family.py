@@ -168,11 +168,13 @@ def _slice_to_show(case: dict[str, Any], hu: np.ndarray, lung: np.ndarray,
         return int(np.argmax(infection.sum(axis=(1, 2))))
     rows = np.nonzero(lung.any(axis=(1, 2)))[0]
     lo = rows.min() + int(0.12 * (rows.max() - rows.min()))
+    hi = rows.max() - int(0.2 * (rows.max() - rows.min()))
     if "emphysema" in case["findings"]:
         score = ((hu < -950) & lung).sum(axis=(1, 2))
     else:
         score = ((hu > -600) & lung).sum(axis=(1, 2))
     score[:lo] = -1
+    score[hi:] = -1
     return int(np.argmax(score))
 
 
@@ -192,7 +194,7 @@ def montage(held: list[dict[str, Any]], train: list[dict[str, Any]], path: Path,
         return chosen + neg[: per_row - len(chosen)]
 
     rows = [("held-out", pick(held)), ("training", pick(train))]
-    fig, axes = plt.subplots(2, per_row, figsize=(2.6 * per_row, 6.0))
+    fig, axes = plt.subplots(2, per_row, figsize=(2.6 * per_row, 6.8))
     for r, (family, cases) in enumerate(rows):
         for c in range(per_row):
             ax = axes[r, c]
@@ -226,7 +228,15 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/covidct_heldout_family"))
     parser.add_argument("--reuse", action="store_true", help="keep cases already generated")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--montage-only", action="store_true",
+                        help="redraw heldout_family.png from heldout_family.json and the "
+                             "cases in --work")
     args = parser.parse_args()
+    if args.montage_only:
+        report = json.loads((args.out / "heldout_family.json").read_text())
+        montage(report["families"]["heldout"]["cases"], report["families"]["training"]["cases"],
+                args.out / "heldout_family.png")
+        return 0
     started = time.perf_counter()
     rows = plan(args.cases)
     report: dict[str, Any] = {"cases_per_family": args.cases, "matrix": args.matrix,
