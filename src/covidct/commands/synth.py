@@ -65,6 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "threshold lungs")
     parser.add_argument("--include-negatives", action="store_true",
                         help="with --insert-into: also write each untouched CT as a negative")
+    parser.add_argument("--family", choices=("training", "heldout"), default="training",
+                        help="appearance family: 'training' (the generator the shipped models "
+                             "were trained on) or 'heldout' (covidct.heldout: other anatomy, "
+                             "lesion, confounder, noise and kernel models, for testing only; "
+                             "takes --cases --seed --start --matrix --slice-mm "
+                             "--covid-fraction --severity --noise-hu --confounders --workers)")
+    parser.add_argument("--confounders", nargs="+", metavar="NAME", default=None,
+                        help="with --family heldout: the non-COVID findings of every case "
+                             "(dependent atelectasis effusion nodules emphysema fibrosis; "
+                             "default: drawn per case)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -118,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.cases < 1:
         raise ConfigError(f"--cases must be >= 1; got {args.cases}.")
+    if args.family == "heldout":
+        return _run_heldout(args)
+    if args.confounders:
+        raise ConfigError("--confounders goes with --family heldout; add it or drop them.")
     if args.insert_into:
         return _run_insert(args)
     if args.lung_mask or args.include_negatives:
@@ -150,6 +164,56 @@ def run(args: argparse.Namespace) -> int:
                 bar.update()
     bar.close()
     _write_manifest(out, args, {"seed": args.seed, "params": repr(params)}, results, "covid")
+    return 0
+
+
+def _one_heldout(job: tuple[int, int, Any, Path]) -> dict[str, Any]:
+    from covidct.heldout import generate_heldout_case
+    from covidct.synth import write_case
+
+    index, seed, params, out = job
+    case = generate_heldout_case(seed, params)
+    case_dir = write_case(case, out / f"case_{index:03d}")
+    return {"index": index, "seed": seed, "dir": str(case_dir), "label": case.truth["label"],
+            "confounders": case.truth["confounders"],
+            "infection_volume_cm3": case.truth["infection_volume_cm3"]}
+
+
+def _run_heldout(args: argparse.Namespace) -> int:
+    """`covidct synth OUT --family heldout`: the held-out appearance family (testing only)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from covidct.errors import ConfigError
+    from covidct.heldout import HeldoutParams
+    from covidct.synth import case_seed
+
+    unsupported = [flag for flag, used in (
+        ("--insert-into", args.insert_into), ("--lung-mask", args.lung_mask),
+        ("--include-negatives", args.include_negatives), ("--pixel-mm", args.pixel_mm),
+        ("--n-slices", args.n_slices), ("--kernel", args.kernel),
+        ("--no-findings", args.no_findings), ("--dicom", args.dicom),
+        ("--quirks", args.quirks is not None)) if used]
+    if unsupported:
+        raise ConfigError(f"{', '.join(unsupported)} do not apply to --family heldout (its "
+                          "pixel size fits the patient, its kernels and findings are its "
+                          "own); drop them or use --family training.")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1; got {args.workers}.")
+    params = HeldoutParams(
+        matrix=args.matrix, slice_mm=_range(args.slice_mm), covid_fraction=args.covid_fraction,
+        severity=_range(args.severity), noise_hu=_range(args.noise_hu),
+        confounders=tuple(args.confounders) if args.confounders else None)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(i, case_seed(args.seed, i), params, out)
+            for i in range(args.start, args.start + args.cases)]
+    if args.workers == 1:
+        results = [_one_heldout(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            results = list(pool.map(_one_heldout, jobs))
+    _write_manifest(out, args, {"seed": args.seed, "family": "heldout",
+                                "params": repr(params)}, results, "covid")
     return 0
 
 

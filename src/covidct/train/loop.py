@@ -237,6 +237,30 @@ class TrainOptions:
         return f"{task}-{self.arch.replace('_', '-')}{width}"
 
 
+# truth.json "family" values of synthetic cases that exist to test generalization only
+TEST_ONLY_FAMILIES = ("heldout",)
+
+
+def refuse_test_only(records: list[CaseRecord]) -> None:
+    """DataError if a case was written by a test-only synthetic family (truth.json
+    'family', e.g. `covidct synth --family heldout`): training on it would void the
+    generalization figures it exists to measure."""
+    import json
+
+    for record in records:
+        if record.truth is None:
+            continue
+        try:
+            family = json.loads(record.truth.read_text()).get("family")
+        except (OSError, ValueError):
+            continue
+        if family in TEST_ONLY_FAMILIES:
+            raise DataError(
+                f"{record.case_id} ({record.truth}) belongs to the test-only synthetic family "
+                f"{family!r}; it must never train a model. Remove it from --data, or "
+                "generate training data with `covidct synth` (the training family).")
+
+
 def split_train_val(options: TrainOptions, task: str) -> tuple[list[CaseRecord], list[CaseRecord]]:
     """Cases of --data split by case (stratified by label) into training and validation.
 
@@ -244,6 +268,7 @@ def split_train_val(options: TrainOptions, task: str) -> tuple[list[CaseRecord],
     would move cases the network trained on into validation); cases new to --data train.
     """
     records = discover_cases(options.data, options.layout)
+    refuse_test_only(records)
     kept = _checkpoint_validation_ids(options, task)
     if kept is not None:
         by_id = {r.case_id: r for r in records}
