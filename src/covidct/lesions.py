@@ -66,6 +66,8 @@ class LesionParams:
     tube_share: float = 0.5
     vessel_margin_z: bool = True
     evidence_share: float = 0.0
+    ggo_core_mm: float = 2.1
+    tophat_hu: float = 200.0
     gate_margin_mm: float = 0.0
 
 
@@ -290,6 +292,9 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
     # thin dense structures in the lung (vessels, bronchial walls), dense tissue outside it
     # (chest wall, mediastinum) and the airway, grown by their partial-volume rim
     thin = dense & ~opened
+    if p.tophat_hu > 0:  # white top-hat: narrower than the disk and brighter than around it
+        tophat = smooth - ndimage.grey_opening(smooth, footprint=disk)
+        thin |= (tophat > p.tophat_hu) & ~opened
     if airway_mask is not None:
         thin |= _block(airway_mask[box], factors, "majority")
     rim = _disk(max(p.vessel_margin_mm / min(wy, wx), 1.0), depth=3 if p.vessel_margin_z else 1)
@@ -301,8 +306,13 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
              else np.float32(p.ggo_min_hu))
     ggo = parenchyma & ~dense & (smooth >= floor)
     candidate = ggo | opened
+    # a lesion holds a patch at least 2 x ggo_core_mm wide: blurred vessels and the rims of
+    # vessels, fissures and airway walls are thinner everywhere
+    seeds = candidate
+    if p.ggo_core_mm > 0:
+        seeds = opened | ndimage.binary_opening(ggo, structure=_disk(p.ggo_core_mm / min(wy, wx)))
 
-    kept = _gate(candidate, heatmap, positive, box, factors, voxel_w, spacing_w, p)
+    kept = _gate(candidate, seeds, heatmap, positive, box, factors, voxel_w, spacing_w, p)
     lab_w = np.zeros(smooth.shape, dtype=np.uint8)
     lab_w[kept & ggo] = GGO
     lab_w[kept & opened] = CONSOLIDATION
@@ -312,12 +322,12 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
     return LesionResult(labels, density)
 
 
-def _gate(candidate: np.ndarray, heatmap: np.ndarray, positive: np.ndarray,
+def _gate(candidate: np.ndarray, seeds: np.ndarray, heatmap: np.ndarray, positive: np.ndarray,
           box: tuple[slice, slice, slice], factors: Factors, voxel_w_mm3: float,
           spacing_w: tuple[float, float, float], p: LesionParams) -> np.ndarray:
-    """The candidate's 3D components of at least min_component_mm3 that reach the evidence:
-    positive slices (grown by gate_margin_mm along z) where heatmap > heatmap_min, on at
-    least evidence_share of their voxels there."""
+    """The candidate's 3D components of at least min_component_mm3 that hold a seed voxel
+    and reach the evidence: positive slices (grown by gate_margin_mm along z) where
+    heatmap > heatmap_min, on at least evidence_share of their voxels there."""
     fz, fy, fx = factors
     pos_full = np.asarray(positive, bool)[box[0]]
     pos_full = np.pad(pos_full, (0, -pos_full.size % fz))
@@ -338,5 +348,6 @@ def _gate(candidate: np.ndarray, heatmap: np.ndarray, positive: np.ndarray,
         hits += np.bincount(hit, minlength=n + 1)
     evidence = (hits > 0) & (hits >= p.evidence_share * sizes)
     evidence[0] = False
-    keep = evidence & (sizes * voxel_w_mm3 >= p.min_component_mm3)
+    seeded = np.bincount(comp[seeds], minlength=n + 1) > 0
+    keep = evidence & seeded & (sizes * voxel_w_mm3 >= p.min_component_mm3)
     return keep[comp]
