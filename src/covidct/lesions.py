@@ -54,12 +54,14 @@ class LesionParams:
     consolidation_min_hu: float = -300.0
     high_opacity_min_hu: float = HIGH_OPACITY_MIN_HU
     working_mm: float = 1.4
+    working_z_mm: float = 2.5
     smooth_sigma_mm: float = 0.7
     vessel_radius_mm: float = 3.0
     vessel_margin_mm: float = 0.7
     dependent_margin_hu: float = 150.0
     baseline_quantile: float = 0.25
     depth_bands: int = 4
+    baseline_slab_mm: float = 40.0
     min_component_mm3: float = 30.0
     heatmap_min: float = 0.0
     tube_sigmas_mm: tuple[float, ...] = (2.5, 4.5)
@@ -68,6 +70,7 @@ class LesionParams:
     evidence_share: float = 0.0
     ggo_core_mm: float = 2.1
     tophat_hu: float = 200.0
+    fat_max_hu: float | None = -100.0
     gate_margin_mm: float = 0.0
 
 
@@ -171,22 +174,32 @@ def _disk(radius_px: float, depth: int = 1) -> np.ndarray:
 
 
 def _dependent_floor(smooth: np.ndarray, aerated: np.ndarray, depth: np.ndarray,
-                     params: LesionParams) -> np.ndarray:
-    """The GGO floor per anterior-posterior depth band, broadcastable to (z, y, x).
+                     slab: int, params: LesionParams) -> np.ndarray:
+    """The GGO floor per slab of ``slab`` slices and anterior-posterior depth band,
+    (z, y, x) float32.
 
-    depth: (y, x) in [0, 1), 0 anterior. A band's floor is max(ggo_min_hu, its normal
-    parenchyma + dependent_margin_hu), the normal parenchyma being the band's
-    baseline_quantile of aerated lung HU (aerated lung dominates each band even in severe
-    pneumonia, and its low quantile is the normal density there)."""
-    bands = np.minimum((depth * params.depth_bands).astype(np.int32), params.depth_bands - 1)
-    levels = np.full(params.depth_bands, params.ggo_min_hu, dtype=np.float32)
-    for b in range(params.depth_bands):
-        in_band = bands == b
-        values = smooth[:, in_band][aerated[:, in_band]]
-        if values.size >= 200:
-            base = float(np.quantile(values, params.baseline_quantile))
-            levels[b] = max(params.ggo_min_hu, base + params.dependent_margin_hu)
-    return levels[bands][None]
+    depth: (y, x) in [0, 1), 0 anterior. A cell's floor is max(ggo_min_hu, its normal
+    parenchyma + dependent_margin_hu), the normal parenchyma being the cell's
+    baseline_quantile of aerated lung HU (aerated lung dominates each cell even in severe
+    pneumonia, and its low quantile is the normal density there); cells with too few
+    aerated voxels take the band's level over the whole lung."""
+    nb = params.depth_bands
+    bands = np.minimum((depth * nb).astype(np.int32), nb - 1)
+    masks = [bands == b for b in range(nb)]
+
+    def level(values: np.ndarray, default: float) -> float:
+        if values.size < 200:
+            return default
+        base = float(np.quantile(values, params.baseline_quantile))
+        return max(params.ggo_min_hu, base + params.dependent_margin_hu)
+
+    whole = [level(smooth[:, m][aerated[:, m]], params.ggo_min_hu) for m in masks]
+    floor = np.empty(smooth.shape, dtype=np.float32)
+    for z0 in range(0, smooth.shape[0], slab):
+        cells = np.array([level(smooth[z0:z0 + slab, m][aerated[z0:z0 + slab, m]], whole[b])
+                          for b, m in enumerate(masks)], dtype=np.float32)
+        floor[z0:z0 + slab] = cells[bands]
+    return floor
 
 
 def _tubular(smooth: np.ndarray, candidate: np.ndarray, spacing_w: tuple[float, float, float],
@@ -242,10 +255,25 @@ def _depth_map(affine: np.ndarray, box: tuple[slice, slice, slice], factors: Fac
     return (p - lo) / (hi - lo + 1e-9) * 0.999999 if hi > lo else np.zeros_like(p)
 
 
-def working_factors(spacing_mm: tuple[float, float, float], working_mm: float) -> Factors:
-    """Integer block sizes along (z, y, x) that bring the spacing near working_mm."""
-    return tuple(max(1, int(np.floor(working_mm / float(s) + 0.25)))  # type: ignore[return-value]
-                 for s in spacing_mm)
+def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """(n + 1,) median of values per label 1..n (+inf where a label has no value)."""
+    order = np.lexsort((values, labels))
+    labels, values = labels[order], values[order]
+    counts = np.bincount(labels, minlength=n + 1)
+    starts = np.cumsum(counts) - counts
+    out = np.full(n + 1, np.inf, dtype=np.float64)
+    has = counts > 0
+    out[has] = values[starts[has] + (counts[has] - 1) // 2]
+    return out
+
+
+def working_factors(spacing_mm: tuple[float, float, float], working_mm: float,
+                    working_z_mm: float | None = None) -> Factors:
+    """Integer block sizes along (z, y, x) that bring the spacing near working_mm
+    (working_z_mm along z when given)."""
+    target = (working_z_mm or working_mm, working_mm, working_mm)
+    return tuple(max(1, int(np.floor(t / float(s) + 0.25)))  # type: ignore[return-value]
+                 for t, s in zip(target, spacing_mm, strict=True))
 
 
 def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarray | None,
@@ -264,7 +292,7 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
     lung_any = lung_mask > 0
     if not lung_any.any():
         return LesionResult(labels, DensityMeasures(0.0, 0.0, 0.0, float("nan")))
-    factors = working_factors(spacing_mm, p.working_mm)
+    factors = working_factors(spacing_mm, p.working_mm, p.working_z_mm)
     box = _box(lung_any, factors)
     spacing_w = tuple(float(s) * f for s, f in zip(spacing_mm, factors, strict=True))
     wz, wy, wx = spacing_w
@@ -287,6 +315,10 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
         share = (np.bincount(comp[tube], minlength=n + 1)
                  / np.maximum(np.bincount(comp[core], minlength=n + 1), 1))
         vessel = share > p.tube_share
+        # fat (-190..-30 HU) of the mediastinum, pericardium or diaphragm inside the lung
+        # mask: consolidation is water / soft-tissue dense (about 0..+60 HU)
+        if p.fat_max_hu is not None:
+            vessel |= _label_medians(smooth[opened], comp[opened], n) <= p.fat_max_hu
         vessel[0] = False
         opened &= ~vessel[comp]
     # thin dense structures in the lung (vessels, bronchial walls), dense tissue outside it
@@ -302,8 +334,9 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
     parenchyma = lung_w & ~excluded
 
     depth = _depth_map(np.asarray(affine, float), box, factors, smooth.shape[1:])
-    floor = (_dependent_floor(smooth, lung_w & ~dense, depth, p) if p.dependent_margin_hu > 0
-             else np.float32(p.ggo_min_hu))
+    slab = max(1, int(round(p.baseline_slab_mm / wz)))
+    floor = (_dependent_floor(smooth, lung_w & ~dense, depth, slab, p)
+             if p.dependent_margin_hu > 0 else np.float32(p.ggo_min_hu))
     ggo = parenchyma & ~dense & (smooth >= floor)
     candidate = ggo | opened
     # a lesion holds a patch at least 2 x ggo_core_mm wide: blurred vessels and the rims of
