@@ -128,9 +128,12 @@ def pooled(rows: list[dict]) -> dict:
     return out
 
 
-def corpus(root: Path, prefix: str, cache: Path, box: dict, limit: int | None) -> list[dict]:
+def corpus(root: Path, prefix: str, cache: Path, box: dict, limit: int | None,
+           cached_only: bool = False) -> list[dict]:
     rows = []
     for d in sorted(root.glob("case_*"))[:limit]:
+        if cached_only and not (cache / f"{prefix}_{d.name}.npz").exists():
+            continue
         row, _, _ = measure(f"{prefix}_{d.name}", d / "ct.nii.gz", cache, box,
                             d / "infection.nii.gz")
         rows.append(row)
@@ -174,7 +177,8 @@ def markdown(doc: dict) -> str:
     lines = ["# Lesion measure: heatmap mask (before) vs HU lesion segmentation (after)", "",
              "Both from the same pipeline arrays (shipped models); see "
              "benchmarks/lesion_measure.py.", "",
-             f"machine: {os.cpu_count()} CPUs, load average at end {doc['load_average']}", ""]
+             f"machine: {os.cpu_count()} CPUs, load average at end {doc['load_average']}",
+             f"cases measured: {doc['cases_measured']}", ""]
     keys = ("lesion_dice_median", "infection_volume_median_relative_error",
             "infection_volume_median_signed_relative_error", "infection_volume_spearman",
             "corona_score_spearman", "max_infection_cm3_without")
@@ -240,18 +244,24 @@ def main() -> int:
                         / "shared/data/real/covid-ct-md")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/lesion_cache"))
     parser.add_argument("--limit", type=int, default=None, help="cases per corpus")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="only the cases whose pipeline arrays are in the cache")
     args = parser.parse_args()
     box: dict = {}
     doc: dict = {"summary": {}}
     if args.test.is_dir():
-        doc["synthetic_test"] = corpus(args.test, "test", args.cache, box, args.limit)
+        doc["synthetic_test"] = corpus(args.test, "test", args.cache, box, args.limit,
+                                       args.cached_only)
         doc["summary"]["synthetic_test"] = pooled(doc["synthetic_test"])
     if args.lidc.is_dir():
-        doc["lidc_inserted"] = corpus(args.lidc, "lidc", args.cache, box, args.limit)
+        doc["lidc_inserted"] = corpus(args.lidc, "lidc", args.cache, box, args.limit,
+                                      args.cached_only)
         doc["summary"]["lidc_inserted"] = pooled(doc["lidc_inserted"])
     if (args.real / "labels").is_dir():
         doc["real"] = real_series(args.real, args.cache, box)
     doc["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    doc["cases_measured"] = {k: len(doc[k]) for k in ("synthetic_test", "lidc_inserted", "real")
+                             if k in doc}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "lesion_measure.json").write_text(json.dumps(doc, indent=1) + "\n")
     text = markdown(doc)
