@@ -137,9 +137,9 @@ def _box(mask: np.ndarray, factors: Factors) -> tuple[slice, slice, slice]:
 def _block(array: np.ndarray, factors: Factors, reduce: str) -> np.ndarray:
     """Blocks of fz x fy x fx voxels of a (z, y, x) array: mean ('mean', float32), majority
     or any ('majority', 'any': bool); edge-padded to multiples (sums of strided views)."""
-    array = np.asarray(array, dtype=np.float32 if reduce == "mean" else np.uint8)
+    array = np.asarray(array)
     if factors == (1, 1, 1):
-        return array if reduce == "mean" else array.astype(bool)
+        return array.astype(np.float32) if reduce == "mean" else array.astype(bool)
     pads = [(0, -n % f) for n, f in zip(array.shape, factors, strict=True)]
     if any(p for _, p in pads):
         array = np.pad(array, pads, mode="edge")
