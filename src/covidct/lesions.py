@@ -331,13 +331,13 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
         thin |= _block(airway_mask[box], factors, "majority")
     rim = _disk(max(p.vessel_margin_mm / min(wy, wx), 1.0), depth=3 if p.vessel_margin_z else 1)
     excluded = ndimage.binary_dilation(thin, structure=rim) & ~opened
-    parenchyma = lung_w & ~excluded
+    parenchyma = lung_w & ~thin  # the density measures' lung: vessels and airways out
 
     depth = _depth_map(np.asarray(affine, float), box, factors, smooth.shape[1:])
     slab = max(1, int(round(p.baseline_slab_mm / wz)))
     floor = (_dependent_floor(smooth, lung_w & ~dense, depth, slab, p)
              if p.dependent_margin_hu > 0 else np.float32(p.ggo_min_hu))
-    ggo = parenchyma & ~dense & (smooth >= floor)
+    ggo = lung_w & ~excluded & ~dense & (smooth >= floor)  # rims out too
     candidate = ggo | opened
     # a lesion holds a patch at least 2 x ggo_core_mm wide: blurred vessels and the rims of
     # vessels, fissures and airway walls are thinner everywhere
