@@ -168,4 +168,5 @@ def test_working_grid_follows_the_spacing():
     assert working_factors((1.25, 0.7, 0.7), 1.4) == (1, 2, 2)
     assert working_factors((0.6, 0.98, 0.98), 1.4) == (2, 1, 1)
     assert working_factors((1.0, 0.7, 0.7), 1.4, 2.5) == (2, 2, 2)
+    assert working_factors((2.5, 0.82, 0.82), 1.4, 2.5) == (1, 2, 2)
     assert working_factors((2.5, 0.7, 0.7), 1.4, 2.5) == (1, 2, 2)

@@ -269,11 +269,13 @@ def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray
 
 def working_factors(spacing_mm: tuple[float, float, float], working_mm: float,
                     working_z_mm: float | None = None) -> Factors:
-    """Integer block sizes along (z, y, x) that bring the spacing near working_mm
+    """Integer block sizes along (z, y, x) that bring the spacing nearest working_mm
     (working_z_mm along z when given)."""
     target = (working_z_mm or working_mm, working_mm, working_mm)
-    return tuple(max(1, int(np.floor(t / float(s) + 0.25)))  # type: ignore[return-value]
-                 for t, s in zip(target, spacing_mm, strict=True))
+    # in-plane: the nearest integer; along z: round down unless within a quarter above
+    bias = (0.25, 0.5, 0.5)
+    return tuple(max(1, int(np.floor(t / float(s) + b)))  # type: ignore[return-value]
+                 for t, s, b in zip(target, spacing_mm, bias, strict=True))
 
 
 def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarray | None,
