@@ -90,7 +90,7 @@ def test_evaluate_cli_on_synth_layout(tmp_path: Path, fake_models: SimpleNamespa
     make_synth(tmp_path / "data")
     out = tmp_path / "eval.json"
     code = cli.main(["evaluate", "--data", str(tmp_path / "data"), "--json", str(out),
-                     "--plots", str(tmp_path / "plots")])
+                     "--plots", str(tmp_path / "plots"), "--no-localization"])
     assert code == 0
     table = capsys.readouterr().out
     assert "case_001" in table and "lung Dice mean" in table
@@ -118,9 +118,9 @@ def test_evaluate_needs_calibrated_thresholds(tmp_path: Path, fake_models: Simpl
                                               capsys: pytest.CaptureFixture[str]) -> None:
     make_synth(tmp_path / "data")
     fake_models.classifier.spec.case_threshold = None
-    assert cli.main(["evaluate", "--data", str(tmp_path / "data")]) == 2
+    assert cli.main(["evaluate", "--data", str(tmp_path / "data"), "--no-localization"]) == 2
     assert "case_threshold" in capsys.readouterr().err
-    assert cli.main(["evaluate", "--data", str(tmp_path / "data"),
+    assert cli.main(["evaluate", "--data", str(tmp_path / "data"), "--no-localization",
                      "--case-threshold", "0.2"]) == 0
 
 
@@ -180,3 +180,25 @@ def test_evaluate_with_shipped_models_on_synth(tmp_path: Path) -> None:
     assert cli.main(["evaluate", "--data", str(tmp_path / "data"), "--json", str(out)]) == 0
     summary = json.loads(out.read_text())["summary"]
     assert summary["lung"]["model_dice_mean"] > 0.8
+
+
+def test_evaluate_case_reports_localization() -> None:
+    """The full analysis (test models: a threshold lung, a bright-spot classifier) on a
+    phantom with a -400 HU sphere of known extent: Dice and volumes against that truth."""
+    from analysis_fakes import fake_bundle, phantom
+    from covidct.train.datasets import LoadedCase
+
+    volume, lung, spot = phantom()
+    case = LoadedCase("phantom", volume, lung, spot.astype(np.uint8), None, "covid")
+    ev = evaluate_mod.evaluate_case(fake_bundle(), case, 0.5, 0.1, baseline=False)
+    loc = ev.localization
+    true_cm3 = spot.sum() * volume.voxel_volume_mm3 / 1000.0
+    assert loc["true_infection_cm3"] == pytest.approx(true_cm3)
+    assert loc["lesion_dice"] > 0.7
+    assert loc["infection_cm3"] == pytest.approx(true_cm3, rel=0.3)
+    pooled = evaluate_mod.summarize([ev], 0.5, 0.1)["localization"]
+    assert pooled["cases_with_infection"] == 1
+    assert pooled["lesion_dice_median"] == pytest.approx(loc["lesion_dice"], abs=1e-4)
+    skipped = evaluate_mod.evaluate_case(fake_bundle(), case, 0.5, 0.1, baseline=False,
+                                         localization=False)
+    assert skipped.localization is None

@@ -110,3 +110,34 @@ def test_block_downsample_known_answer():
     assert grid == (2.0, 2.0, 2.0)
     assert fractions.shape == (4, 2, 2)
     np.testing.assert_allclose(fractions[:, 0, 0], [1, 1, 0, 0])
+
+
+def test_lesion_outputs_density_and_halves(written):
+    """The phantom's -400 HU sphere is ground glass: labels, volumes, PO, halves, report."""
+    result, out, _ = written
+    doc = json.loads((out / "result.json").read_text())
+    inf = doc["infection"]
+    assert inf["method"] == "hu"
+    assert inf["ggo_volume_cm3"] + inf["consolidation_volume_cm3"] == pytest.approx(
+        inf["volume_cm3"], abs=1e-2)
+    assert inf["ggo_volume_cm3"] > 0.9 * inf["volume_cm3"] > 0
+    assert [h["name"] for h in inf["halves"]] == ["ventral", "dorsal"]
+    assert sum(h["lung_cm3"] for h in inf["halves"]) == pytest.approx(
+        doc["lung"]["volume_cm3"], abs=1e-2)
+    density = doc["density"]
+    assert set(density) >= {"parenchyma_cm3", "percent_opacity", "percent_high_opacity",
+                            "mean_lung_hu", "definitions"}
+    assert density["percent_opacity"] >= inf["percent_of_lung"] > 0
+    assert density["percent_high_opacity"] == 0.0          # -400 HU: not high opacity
+    labels = np.asarray(nib.load(out / doc["outputs"]["lesion_labels"]).dataobj)
+    mask = np.asarray(nib.load(out / doc["outputs"]["infection_mask"]).dataobj)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    np.testing.assert_array_equal(labels > 0, mask > 0)
+    html = (out / "report.html").read_text()
+    assert "zone-based score" in html and "percentage of high opacity (PHO)" in html
+    assert "dorsal half" in html
+    from covidct.commands.analyze import summary_lines
+
+    text = "\n".join(summary_lines(doc, out))
+    assert "zone-based score" in text and "ground glass" in text and "PHO" in text
+    assert "dorsal" in text

@@ -1,7 +1,9 @@
-"""Case-level measurements: 3D infection mask, Corona score, volumes, zones, severity.
+"""Case-level measurements: Corona score, volumes, zones, ventral/dorsal halves, the
+zone-based score, and the Gozes et al. (2020) heatmap infection mask.
 
 Pure functions on arrays (z, y, x) with spacing (dz, dy, dx) in mm. Lung labels: 1 right,
-2 left. Volumes are in cm3 (1 cm3 = 1000 mm3).
+2 left; lesion labels (covidct.lesions): 1 ground-glass opacity, 2 consolidation. Volumes
+are in cm3 (1 cm3 = 1000 mm3).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from covidct.lesions import DensityMeasures
 
 RIGHT, LEFT = 1, 2
 SIDES = (("right", RIGHT), ("left", LEFT))
@@ -29,6 +33,17 @@ class Zone:
 
 
 @dataclass(frozen=True)
+class Half:
+    """The ventral (anterior) or dorsal (posterior) half of both lungs: the two sides of the
+    coronal plane through the middle of the lungs' anterior-posterior extent."""
+
+    name: str            # "ventral" | "dorsal"
+    lung_cm3: float
+    infection_cm3: float
+    percent: float       # infection / lung of this half, 0-100
+
+
+@dataclass(frozen=True)
 class CaseMetrics:
     corona_score_cm3: float
     lung_volume_cm3: float
@@ -39,7 +54,11 @@ class CaseMetrics:
     right_percent: float
     left_percent: float
     zones: tuple[Zone, ...]
-    severity_score: int  # sum of the six zone scores, 0-24
+    severity_score: int  # zone-based score: sum of the six zone scores, 0-24
+    ggo_volume_cm3: float = 0.0
+    consolidation_volume_cm3: float = 0.0
+    halves: tuple[Half, ...] = ()
+    density: DensityMeasures | None = None  # PO, PHO, mean lung HU (covidct.lesions)
 
 
 def _percent(part: float, whole: float) -> float:
@@ -121,19 +140,59 @@ def _level_of_slices(z_mm: np.ndarray, present: np.ndarray) -> np.ndarray:
     return levels
 
 
+def anterior_posterior_axis(affine: np.ndarray) -> tuple[int, bool]:
+    """(array axis closest to the patient's anterior-posterior direction, True when the
+    index grows towards posterior). From the affine (voxel -> LPS), so any orientation works."""
+    column = np.abs(np.asarray(affine, dtype=np.float64)[1, :3])
+    axis = int(np.argmax(column))
+    return axis, bool(affine[1, axis] > 0)
+
+
+def halves(lung_mask: np.ndarray, infection: np.ndarray, affine: np.ndarray,
+           voxel_volume_mm3: float) -> tuple[Half, Half]:
+    """Ventral and dorsal halves of both lungs: split by the plane through the middle of the
+    lung mask's extent along the array axis closest to anterior-posterior."""
+    axis, posterior_up = anterior_posterior_axis(affine)
+    present = np.flatnonzero((lung_mask > 0).any(axis=tuple(a for a in range(3) if a != axis)))
+    cm3 = voxel_volume_mm3 / 1000.0
+    if present.size == 0:
+        return Half("ventral", 0.0, 0.0, 0.0), Half("dorsal", 0.0, 0.0, 0.0)
+    cut = (int(present[0]) + int(present[-1]) + 1) // 2
+    low = [slice(None)] * 3
+    low[axis] = slice(0, cut)
+    lung_low = lung_mask[tuple(low)] > 0
+    lung_low_n = int(np.count_nonzero(lung_low))
+    inf_low_n = int(np.count_nonzero(lung_low & (infection[tuple(low)] > 0)))
+    lung_n = int(np.count_nonzero(lung_mask))
+    inf_n = int(np.count_nonzero((infection > 0) & (lung_mask > 0)))
+    first = (lung_low_n * cm3, inf_low_n * cm3)
+    second = ((lung_n - lung_low_n) * cm3, (inf_n - inf_low_n) * cm3)
+    ventral, dorsal = (first, second) if posterior_up else (second, first)
+    return (Half("ventral", *ventral, _percent(ventral[1], ventral[0])),
+            Half("dorsal", *dorsal, _percent(dorsal[1], dorsal[0])))
+
+
 def measure_case(lung_mask: np.ndarray, infection: np.ndarray, z_mm: np.ndarray,
-                 voxel_volume_mm3: float, corona_score: float) -> CaseMetrics:
-    """Volumes, % involvement (total, sides, six zones) and the 0-24 severity score.
+                 voxel_volume_mm3: float, corona_score: float, *,
+                 lesion_labels: np.ndarray | None = None, affine: np.ndarray | None = None,
+                 density: DensityMeasures | None = None) -> CaseMetrics:
+    """Volumes, % involvement (total, sides, six zones, ventral/dorsal halves), the 0-24
+    zone-based score and the GGO / consolidation volumes.
 
     z_mm: each slice's superior coordinate (Volume.slice_positions_mm()); thirds are cut
-    along it, so "upper" is superior whatever the slice order.
+    along it, so "upper" is superior whatever the slice order. lesion_labels: (z, y, x)
+    0 / 1 GGO / 2 consolidation (default: none counted); affine: voxel -> LPS, for the
+    halves (default: none); density: carried into the metrics as it is.
     """
     cm3 = voxel_volume_mm3 / 1000.0
     # Per slice, voxel counts of code = lung label + 3 * infected (0..5): one pass per slice.
     counts = np.zeros((lung_mask.shape[0], 6), dtype=np.int64)
+    kinds = np.zeros(3, dtype=np.int64)  # lung voxels: none, GGO, consolidation
     for z in range(lung_mask.shape[0]):
         code = lung_mask[z].astype(np.uint8) + 3 * (infection[z] > 0).astype(np.uint8)
         counts[z] = np.bincount(code.ravel(), minlength=6)[:6]
+        if lesion_labels is not None:
+            kinds += np.bincount(lesion_labels[z][lung_mask[z] > 0].ravel(), minlength=3)[:3]
     zones: list[Zone] = []
     side_totals: dict[str, tuple[float, float]] = {}
     for side, label in SIDES:
@@ -161,4 +220,9 @@ def measure_case(lung_mask: np.ndarray, infection: np.ndarray, z_mm: np.ndarray,
         left_percent=_percent(left_inf, left_lung),
         zones=tuple(zones),
         severity_score=int(sum(z.score for z in zones)),
+        ggo_volume_cm3=float(kinds[1]) * cm3,
+        consolidation_volume_cm3=float(kinds[2]) * cm3,
+        halves=(halves(lung_mask, infection, affine, voxel_volume_mm3)
+                if affine is not None else ()),
+        density=density,
     )

@@ -13,6 +13,7 @@ from covidct.errors import ConfigError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 EXPLAIN = ("positive", "lung")
+INFECTION_METHODS = ("hu", "heatmap")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class AnalysisConfig:
         "help": "slices per model batch (memory vs speed)"})
     explain: str = field(default="positive", metadata={
         "help": "slices Grad-CAM explains: positive (the ones the scores use; fastest) or lung"})
+    infection_method: str = field(default="hu", metadata={
+        "help": "where the infection mask and volumes come from: hu (GGO/consolidation from "
+                "HU inside the lung, gated by the classifier; covidct.lesions) or heatmap "
+                "(the thresholded Grad-CAM maps of Gozes et al. 2020)"})
     heatmap_threshold: float = field(default=0.05, metadata={
         "help": "fused Grad-CAM value (0-1) above which a lung voxel is a lesion candidate"})
     infection_sigma_mm: float = field(default=2.0, metadata={
@@ -55,6 +60,10 @@ class AnalysisConfig:
         if self.explain not in EXPLAIN:
             raise ConfigError(
                 f"explain must be one of {', '.join(EXPLAIN)}; got {self.explain!r}.")
+        if self.infection_method not in INFECTION_METHODS:
+            raise ConfigError(
+                f"infection_method must be one of {', '.join(INFECTION_METHODS)}; "
+                f"got {self.infection_method!r}.")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}.")
         if self.infection_sigma_mm < 0:

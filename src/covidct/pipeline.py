@@ -1,4 +1,4 @@
-"""The main job on one volume: lung -> slices -> Grad-CAM -> case. No file I/O.
+"""The main job on one volume: lung -> slices -> Grad-CAM -> lesions -> case. No file I/O.
 
 ``analyze(volume, config, bundle)`` returns a CaseResult with every array on the input's
 voxel grid; covidct.export writes it out.
@@ -19,12 +19,14 @@ from covidct import case as case_mod
 from covidct.config import AnalysisConfig
 from covidct.coverage import ChestCoverage, chest_coverage
 from covidct.gradcam import fuse_cams, raw_gradcams
+from covidct.lesions import segment_lesions
 from covidct.preprocess import CropBox, classifier_input, paste_back
 from covidct.volume import Volume
 
 log = logging.getLogger(__name__)
 
-STAGES = ("lung segmentation", "slice classification", "localization", "case measurements")
+STAGES = ("lung segmentation", "slice classification", "localization", "lesion segmentation",
+          "case measurements")
 ProgressFn = Callable[[str], None]
 
 
@@ -39,7 +41,7 @@ class CaseResult:
     heatmap: np.ndarray             # float32 in [0, 1]: fused Grad-CAM x slice probability
                                     # inside the lung on the explained slices
                                     # (config.explain), else 0
-    infection_mask: np.ndarray      # uint8 0/1
+    infection_mask: np.ndarray      # uint8 0/1: lesion_labels > 0 (config.infection_method)
     prob: np.ndarray                # (z,) p(abnormal); 0 where a slice has no lung
     has_lung: np.ndarray            # (z,) bool
     positive: np.ndarray            # (z,) bool: has lung and prob >= slice threshold
@@ -49,6 +51,7 @@ class CaseResult:
     models: dict[str, dict[str, Any]]
     timings_s: dict[str, float] = field(default_factory=dict)
     coverage: ChestCoverage | None = None
+    lesion_labels: np.ndarray | None = None  # uint8 0 / 1 GGO / 2 consolidation (covidct.lesions)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -160,6 +163,18 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
                                     bundle.classifier, config)
 
     with _stage(STAGES[3], timings, progress):
+        lesion = segment_lesions(volume.hu, lung_mask, chest.airway, heatmap, positive,
+                                 volume.affine, volume.spacing_mm)
+        if config.infection_method == "heatmap":  # the Gozes et al. thresholded maps
+            labels = case_mod.infection_mask(
+                heatmap, lung_mask, positive, volume.spacing_mm,
+                threshold=config.heatmap_threshold, sigma_mm=config.infection_sigma_mm,
+                smooth_threshold=config.infection_smooth_threshold)
+        else:
+            labels = lesion.labels
+        infection = (labels > 0).astype(np.uint8)
+
+    with _stage(STAGES[4], timings, progress):
         _, dy, dx = volume.spacing_mm
         coverage = chest_coverage(lung_mask, has_lung, volume.slice_positions_mm(),
                                   volume.voxel_volume_mm3)
@@ -169,19 +184,17 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
                           slice_spacing_mm=volume.spacing_mm[0],
                           lung_extent_mm=coverage.lung_extent_mm,
                           fov_cut_share=coverage.fov_cut_share)
-        infection = case_mod.infection_mask(
-            heatmap, lung_mask, positive, volume.spacing_mm,
-            threshold=config.heatmap_threshold, sigma_mm=config.infection_sigma_mm,
-            smooth_threshold=config.infection_smooth_threshold)
         corona = case_mod.corona_score_cm3(heatmap, lung_mask, positive,
                                            volume.voxel_volume_mm3)
         metrics = case_mod.measure_case(lung_mask, infection, volume.slice_positions_mm(),
-                                        volume.voxel_volume_mm3, corona)
+                                        volume.voxel_volume_mm3, corona, lesion_labels=labels,
+                                        affine=volume.affine, density=lesion.density)
 
     return CaseResult(
         volume=volume, config=config, lung_mask=lung_mask, airway_mask=chest.airway,
         heatmap=heatmap, coverage=coverage,
-        infection_mask=infection, prob=prob, has_lung=has_lung, positive=positive, box=box,
+        infection_mask=infection, lesion_labels=labels, prob=prob, has_lung=has_lung,
+        positive=positive, box=box,
         decision=decision, metrics=metrics,
         models={"lung": _model_info(bundle.lung), "classifier": _model_info(bundle.classifier)},
         timings_s=timings,

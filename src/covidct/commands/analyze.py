@@ -9,7 +9,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from covidct.config import EXPLAIN, PRECISIONS, AnalysisConfig
+from covidct.config import EXPLAIN, INFECTION_METHODS, PRECISIONS, AnalysisConfig
 from covidct.errors import InputError
 
 HELP = "analyse one chest CT: decision, Corona score, % involvement, masks, report"
@@ -30,8 +30,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                   "metavar": kind.__name__.upper(),
                                   "help": f"{helps[f.name].split(' (default')[0]} "
                                           f"(default: {shown})"}
-        if f.name in ("precision", "explain"):
-            kwargs["choices"] = PRECISIONS if f.name == "precision" else EXPLAIN
+        choices = {"precision": PRECISIONS, "explain": EXPLAIN,
+                   "infection_method": INFECTION_METHODS}
+        if f.name in choices:
+            kwargs["choices"] = choices[f.name]
             del kwargs["metavar"]
         group.add_argument(f"--{f.name.replace('_', '-')}", **kwargs)
 
@@ -169,8 +171,21 @@ def summary_lines(doc: dict[str, Any], out_dir: Path) -> list[str]:
         f"reason: {d['reason']}",
         f"Corona score: {doc['corona_score_cm3']:.1f} cm3; infection {inf['volume_cm3']:.1f} cm3 "
         f"= {inf['percent_of_lung']:.1f} % of lung (right {inf['right_percent']:.1f} %, "
-        f"left {inf['left_percent']:.1f} %); severity {inf['severity_score']}/24",
+        f"left {inf['left_percent']:.1f} %); zone-based score {inf['severity_score']}/24",
     ]
+    if "ggo_volume_cm3" in inf:
+        lines.append(f"lesions: ground glass {inf['ggo_volume_cm3']:.1f} cm3, consolidation "
+                     f"{inf['consolidation_volume_cm3']:.1f} cm3")
+    halves = {h["name"]: h for h in inf.get("halves", [])}
+    if halves:
+        lines.append(f"ventral {halves['ventral']['percent']:.1f} % / dorsal "
+                     f"{halves['dorsal']['percent']:.1f} % of each half involved")
+    density = doc.get("density")
+    if density and density.get("percent_opacity") is not None:
+        mean = density.get("mean_lung_hu")
+        lines.append(f"density: PO {density['percent_opacity']:.1f} %, PHO "
+                     f"{density['percent_high_opacity']:.1f} %, mean lung "
+                     + (f"{mean:.0f} HU" if mean is not None else "-"))
     for warning in doc.get("warnings", []):
         lines.append(f"input warning: {warning}")
     target = "report.html" if "report" in doc["outputs"] else "result.json"

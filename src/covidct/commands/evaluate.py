@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the model card's case threshold (validation-chosen)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the HU-threshold lung baseline")
+    parser.add_argument("--no-localization", action="store_true",
+                        help="skip the localization measures (lesion Dice, infection volume "
+                             "and Corona score against the reference infection mask), which "
+                             "run the full analysis with Grad-CAM")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N cases")
     parser.add_argument("--image", type=Path, default=None,
                         help="single-case lung Dice mode: a CT image (with --lung-labels)")
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"evaluating {case_id}", file=sys.stderr)
 
     cases = evaluate_records(bundle, records, slice_t, case_t, baseline=not args.no_baseline,
-                             progress=progress)
+                             localization=not args.no_localization, progress=progress)
     summary = summarize(cases, slice_t, case_t)
     for line in table_lines(cases, summary):
         print(line)
@@ -195,4 +199,17 @@ def table_lines(cases: list[Any], summary: dict[str, Any]) -> list[str]:
         f"({cs['cases_decided']}/{cs['cases_labelled']} decided, "
         f"{cs['indeterminate']} indeterminate)",
     ]
+    loc = summary.get("localization")
+    if loc and loc.get("cases_with_infection"):
+        lines.append(
+            f"localization ({loc['cases_with_infection']} cases with infection): lesion Dice "
+            f"median {_fmt(loc['lesion_dice_median']).strip()}, infection volume median "
+            f"relative error {_fmt(loc['infection_volume_median_relative_error']).strip()} "
+            f"(signed {_fmt(loc['infection_volume_median_signed_relative_error']).strip()}), "
+            f"Spearman {_fmt(loc['infection_volume_spearman']).strip()}; Corona score "
+            f"Spearman {_fmt(loc['corona_score_spearman']).strip()}")
+    if loc and loc.get("cases_without"):
+        lines.append(f"infection found in cases without: at most "
+                     f"{_fmt(loc['max_infection_cm3_without']).strip()} cm3 "
+                     f"({loc['cases_without']} cases)")
     return lines

@@ -1,4 +1,4 @@
-"""The NIfTI outputs (lung and airway masks, infection mask, heatmap).
+"""The NIfTI outputs (lung and airway masks, infection mask, lesion labels, heatmap).
 
 For a DICOM input they are written with the project's one NIfTI writer, so they have
 the shape and affine of `covidct convert`'s output. For a NIfTI, NRRD or MetaImage
@@ -20,10 +20,11 @@ LUNG_MASK = "lung_mask.nii.gz"
 INFECTION_MASK = "infection_mask.nii.gz"
 HEATMAP = "heatmap.nii.gz"
 AIRWAY_MASK = "airway_mask.nii.gz"
+LESION_LABELS = "lesion_labels.nii.gz"   # 0 none, 1 ground-glass opacity, 2 consolidation
 
 
 def write_nifti_outputs(result: CaseResult, out_dir: Path) -> dict[str, str]:
-    """Write the four volumes in parallel threads (zlib releases the GIL). Returns names."""
+    """Write the volumes in parallel threads (zlib releases the GIL). Returns names."""
     from covidct.io.nifti import write_nifti
     from covidct.io.source_grid import write_nifti_like_source
 
@@ -42,6 +43,8 @@ def write_nifti_outputs(result: CaseResult, out_dir: Path) -> dict[str, str]:
         ("infection_mask", INFECTION_MASK, result.infection_mask, np.uint8),
         ("heatmap", HEATMAP, result.heatmap, np.float32),
     )
+    if result.lesion_labels is not None:
+        jobs += (("lesion_labels", LESION_LABELS, result.lesion_labels, np.uint8),)
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = [pool.submit(write, array, out_dir / name, dtype)
                    for _, name, array, dtype in jobs]

@@ -57,6 +57,25 @@ def _input_dict(result: CaseResult) -> dict[str, Any]:
     }
 
 
+DENSITY_DEFINITIONS = {
+    "parenchyma": "lung mask minus vessels, airway walls and airways (covidct.lesions)",
+    "percent_opacity": "PO: 100 x lesion (GGO + consolidation) volume / parenchyma volume",
+    "percent_high_opacity": "PHO: 100 x volume of lesion voxels above -200 HU / parenchyma "
+                            "volume",
+    "mean_lung_hu": "mean HU of the parenchyma (lightly smoothed)",
+}
+
+
+def _density_dict(density: Any) -> dict[str, Any] | None:
+    if density is None:
+        return None
+    return {"parenchyma_cm3": round(density.parenchyma_cm3, 3),
+            "percent_opacity": round(density.percent_opacity, 3),
+            "percent_high_opacity": round(density.percent_high_opacity, 3),
+            "mean_lung_hu": round(density.mean_lung_hu, 1),
+            "definitions": DENSITY_DEFINITIONS}
+
+
 def build_result(result: CaseResult, outputs: dict[str, str],
                  timings_s: dict[str, float]) -> dict[str, Any]:
     """The result.json document of one analysis (a plain dict)."""
@@ -87,8 +106,14 @@ def build_result(result: CaseResult, outputs: dict[str, str],
             "left_percent": round(m.left_percent, 3),
             "zones": [{k: (round(v, 3) if isinstance(v, float) else v)
                        for k, v in asdict(z).items()} for z in m.zones],
-            "severity_score": m.severity_score,
+            "severity_score": m.severity_score,  # the zone-based score, 0-24
+            "method": result.config.infection_method,
+            "ggo_volume_cm3": round(m.ggo_volume_cm3, 3),
+            "consolidation_volume_cm3": round(m.consolidation_volume_cm3, 3),
+            "halves": [{k: (round(v, 3) if isinstance(v, float) else v)
+                        for k, v in asdict(h).items()} for h in m.halves],
         },
+        "density": _density_dict(m.density),
         "slices": slices,
         "outputs": outputs,
         "timings_s": timings_s,

@@ -12,7 +12,10 @@ evaluated data). The summary pools them:
   missed counts as a miss with p = 0; the many lung-free slices do not inflate specificity);
 - case AUC of the positive-slice ratio, and accuracy / sensitivity / specificity of the
   decision over cases with a known label it did not call indeterminate;
-- Spearman correlation of the predicted and the reference positive-slice ratios.
+- Spearman correlation of the predicted and the reference positive-slice ratios;
+- localization (cases with a reference infection mask, unless turned off): the full
+  analysis (`covidct.pipeline.analyze`) runs, and lesion Dice, infection volume error and
+  Spearman, Corona score Spearman are pooled (`covidct.train.localization`).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class CaseEvaluation:
     decision: Decision
     worst_slice: WorstSlice | None = field(default=None, repr=False)
     slice_spacing_mm: float | None = None
+    localization: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         truth_ratio = _reference_ratio(self)
@@ -75,6 +79,7 @@ class CaseEvaluation:
             "lung_slices": self.decision.lung_slices,
             "positive_slices": self.decision.positive_slices, "reason": self.decision.reason,
             "slice_spacing_mm": _round(self.slice_spacing_mm),
+            "localization": self.localization,
             "slice_prob": [round(float(p), 4) for p in self.prob],
             "slice_has_lung": [int(v) for v in self.has_lung],
             "slice_label": (None if self.slice_labels is None
@@ -83,11 +88,28 @@ class CaseEvaluation:
 
 
 def evaluate_case(bundle: Any, case: LoadedCase, slice_threshold: float,
-                  case_threshold: float, *, baseline: bool = True) -> CaseEvaluation:
-    """Run both models (and the baseline) on one loaded case."""
-    from covidct.train.predict import predict_case
+                  case_threshold: float, *, baseline: bool = True,
+                  localization: bool = True) -> CaseEvaluation:
+    """Run both models (and the baseline) on one loaded case; with localization and a
+    reference infection mask, the full analysis (Grad-CAM, lesions) instead."""
+    from covidct.train.predict import CasePrediction, predict_case
 
-    pred = predict_case(bundle, case.volume)
+    loc = None
+    if localization and case.infection is not None:
+        from covidct.config import AnalysisConfig
+        from covidct.pipeline import analyze
+        from covidct.train.localization import case_localization
+
+        result = analyze(case.volume, AnalysisConfig(slice_threshold=slice_threshold,
+                                                     case_threshold=case_threshold), bundle)
+        pred = CasePrediction(lung_mask=result.lung_mask, prob=result.prob,
+                              has_lung=result.has_lung)
+        loc = case_localization(result.infection_mask, case.infection,
+                                case.volume.voxel_volume_mm3,
+                                result.metrics.infection_volume_cm3,
+                                result.metrics.corona_score_cm3)
+    else:
+        pred = predict_case(bundle, case.volume)
     lung_dice = base_dice = None
     base = worst = None
     if case.lung is not None:
@@ -105,18 +127,19 @@ def evaluate_case(bundle: Any, case: LoadedCase, slice_threshold: float,
         case_id=case.case_id, label=case.label, infected=infected, lung_dice=lung_dice,
         baseline_dice=base_dice, prob=pred.prob, has_lung=pred.has_lung,
         slice_labels=case.slice_labels, decision=decision, worst_slice=worst,
-        slice_spacing_mm=float(case.volume.spacing_mm[0]))
+        slice_spacing_mm=float(case.volume.spacing_mm[0]), localization=loc)
 
 
 def evaluate_records(bundle: Any, records: Sequence[Any], slice_threshold: float,
                      case_threshold: float, *, baseline: bool = True,
+                     localization: bool = True,
                      progress: Callable[[str], None] | None = None) -> list[CaseEvaluation]:
     out = []
     for record in records:
         if progress is not None:
             progress(record.case_id)
         out.append(evaluate_case(bundle, load_case(record), slice_threshold, case_threshold,
-                                 baseline=baseline))
+                                 baseline=baseline, localization=localization))
     return out
 
 
@@ -194,7 +217,11 @@ def summarize(cases: Sequence[CaseEvaluation], slice_threshold: float,
         "spearman_ratio_vs_reference": _round(spearman(*zip(*pairs, strict=True)))
         if len(pairs) >= 2 else None,
     }
-    return {"cases": len(cases), "lung": lung, "slice": slices, "case": case_metrics}
+    from covidct.train.localization import pooled_localization
+
+    located = [c.localization for c in cases if c.localization is not None]
+    return {"cases": len(cases), "lung": lung, "slice": slices, "case": case_metrics,
+            "localization": pooled_localization(located) if located else None}
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:

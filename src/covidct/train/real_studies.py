@@ -130,6 +130,7 @@ class SliceLabels:
 
     infection: np.ndarray  # (z,) int8: 1 infected, 0 not, -1 no row for this slice
     lobe_counts: dict[str, int] | None = None  # labelled slices per lobe
+    lobes: dict[str, np.ndarray] | None = None  # lobe -> (z,) int8 like infection
 
     @property
     def labelled(self) -> np.ndarray:
@@ -162,6 +163,7 @@ class StudyEvaluation:
     notes: tuple[str, ...] = ()
     error: str | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    localization: dict[str, Any] | None = None  # covidct.train.localization
 
     def scored_slices(self) -> tuple[np.ndarray, np.ndarray]:
         """(prob, infected) of the labelled slices; prob 0 where no lung was predicted."""
@@ -200,6 +202,7 @@ class StudyEvaluation:
                 "infection": None if labels is None else [int(v) for v in labels.infection],
             },
             "scored_slice_count": int(prob.size),
+            "localization": self.localization,
             "notes": list(self.notes), "error": self.error,
             "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},
         }
@@ -360,6 +363,8 @@ def match_slice_labels(volume: Volume, csv_path: str | Path, *, lobes: bool = Fa
     z = volume.slice_positions_mm()
     infection = np.full(volume.shape[0], -1, dtype=np.int8)
     lobe_counts = dict.fromkeys(LOBES, 0) if lobes else None
+    lobe_flags = {lobe: np.full(volume.shape[0], -1, dtype=np.int8) for lobe in LOBES} \
+        if lobes else None
     unmatched: list[str] = []
     for line, row in enumerate(rows, start=2):
         row_z = _number(row["image_position_z_mm"], csv_path, line, "image_position_z_mm")
@@ -372,9 +377,11 @@ def match_slice_labels(volume: Volume, csv_path: str | Path, *, lobes: bool = Fa
                             f"matches slice {k} (z {z[k]:.2f} mm), which an earlier row already "
                             "labels; the CSV must have one row per slice.")
         infection[k] = _flag(row["infection"], csv_path, line, "infection")
-        if lobe_counts is not None:
+        if lobe_counts is not None and lobe_flags is not None:
             for lobe in LOBES:
-                lobe_counts[lobe] += _flag(row[lobe], csv_path, line, lobe)
+                flag = _flag(row[lobe], csv_path, line, lobe)
+                lobe_counts[lobe] += flag
+                lobe_flags[lobe][k] = flag
     if unmatched:
         shown = ", ".join(unmatched[:3]) + (f" and {len(unmatched) - 3} more"
                                             if len(unmatched) > 3 else "")
@@ -382,7 +389,7 @@ def match_slice_labels(volume: Volume, csv_path: str | Path, *, lobes: bool = Fa
                         f"no slice of the volume within {tolerance_mm} mm: {shown}. The volume's "
                         f"slices lie at z {z.min():.2f} to {z.max():.2f} mm "
                         f"({volume.shape[0]} slices); is this the CSV of this series?")
-    return SliceLabels(infection=infection, lobe_counts=lobe_counts)
+    return SliceLabels(infection=infection, lobe_counts=lobe_counts, lobes=lobe_flags)
 
 
 def _number(text: str | None, path: Path, line: int, column: str) -> float:
@@ -475,6 +482,10 @@ def evaluate_study(spec: StudySpec, bundle: Any, *, config: Any = None) -> Study
         if missed:
             notes.append(f"{missed} infected labelled slice(s) have no predicted lung "
                          "(scored with p = 0)")
+    from covidct.train.localization import study_localization
+
+    localization = study_localization(result, labels.infection if labels else None,
+                                      labels.lobes if labels else None)
     timings["total"] = time.perf_counter() - start
     return StudyEvaluation(
         spec=spec, shape=volume.shape, spacing_mm=volume.spacing_mm, decision=d.label,
@@ -485,7 +496,8 @@ def evaluate_study(spec: StudySpec, bundle: Any, *, config: Any = None) -> Study
         lung_volume_cm3=volumes, slice_prob=prob.astype(np.float32),
         slice_has_lung=np.asarray(result.has_lung, bool), slice_labels=labels,
         slice_auc=_finite(auc), slice_sensitivity=_finite(sens),
-        slice_specificity=_finite(spec_), notes=tuple(notes), timings_s=timings)
+        slice_specificity=_finite(spec_), notes=tuple(notes), timings_s=timings,
+        localization=localization)
 
 
 def evaluate_manifest(manifest: Manifest, bundle: Any, *, config: Any = None,
@@ -624,6 +636,23 @@ def table_lines(studies: Sequence[StudyEvaluation],
         if s.slice_labels is not None and s.slice_labels.lobe_counts is not None:
             counts = ", ".join(f"{k} {v}" for k, v in s.slice_labels.lobe_counts.items())
             lines.append(f"      labelled lobe-slices: {counts}")
+        loc = s.localization
+        if loc is not None:
+            lines.append(f"      lesions: {_fmt(loc['infection_cm3']).strip()} cm3 (GGO "
+                         f"{_fmt(loc['ggo_cm3']).strip()}, consolidation "
+                         f"{_fmt(loc['consolidation_cm3']).strip()})")
+            if "labelled_infected_slices_with_lesion" in loc:
+                share = loc["lesion_slices_labelled_infected"]
+                lines.append(
+                    "      lesion on labelled infected slices "
+                    f"{_fmt(loc['labelled_infected_slices_with_lesion']).strip()}, on clean "
+                    f"slices {_fmt(loc['labelled_clean_slices_with_lesion']).strip()}; lesion "
+                    f"slices labelled infected {_fmt(share).strip()}")
+            if loc.get("lobes"):
+                lobes = loc["lobes"]
+                lines.append(f"      labelled lobe-slices with lesion in their lobe region: "
+                             f"{lobes['with_lesion']}/{lobes['labelled_lobe_slices']} "
+                             f"({_fmt(lobes['share']).strip()}; {lobes['note']})")
         for note in s.notes:
             lines.append(f"      note: {note}")
     return lines
