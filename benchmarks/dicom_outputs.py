@@ -41,6 +41,7 @@ def one(series: Path, bundle) -> list[str]:
 
     import covidct
     from covidct.export.dicom_objects import write_dicom_outputs
+    from covidct.export.dicom_seg import SEGMENTS
     from covidct.io.dicom_source import read_source_datasets, source_stack
 
     volume = covidct.load_volume(series)
@@ -70,8 +71,8 @@ def one(series: Path, bundle) -> list[str]:
                     and np.array_equal(pixels[k, ..., 1] > 0, lung_src[k] == 2)
                     for k in range(len(uids)))
         lines.append(f"  SEG read back: {int(seg.NumberOfFrames)} frames "
-                     f"({len(uids)} source images x 4 segments); lung frames equal the lung "
-                     f"mask on every source image: {equal}")
+                     f"({len(uids)} source images x {len(SEGMENTS)} segments); lung frames "
+                     f"equal the lung mask on every source image: {equal}")
     return lines
 
 

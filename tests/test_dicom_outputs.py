@@ -17,7 +17,7 @@ from analysis_fakes import fake_bundle
 from covidct import __version__
 from covidct.cli import main
 from covidct.export.dicom_objects import write_dicom_outputs
-from covidct.export.dicom_seg import SEGMENT_NUMBER, build_seg
+from covidct.export.dicom_seg import SEGMENT_NUMBER, SEGMENTS, build_seg
 from covidct.export.dicom_uids import OutputUIDs
 from covidct.export.nifti_outputs import write_nifti_outputs
 from covidct.export.outputs import write_outputs
@@ -70,7 +70,7 @@ def test_seg_frames_equal_the_nifti_masks_at_the_referenced_slice(name, tmp_path
     seg = hd.seg.segread(tmp_path / "seg.dcm")
 
     n = len(sources)
-    assert int(seg.NumberOfFrames) == n * 4  # empty frames are kept
+    assert int(seg.NumberOfFrames) == n * len(SEGMENTS)  # empty frames are kept
     # Each pixel's voxel comes from the SEG's own geometry through the NIfTI's inverse affine.
     # With irregular slice positions the loader puts the series on a uniform grid of nearest
     # true slices (covidct.io.dicom_geometry): a source image's frame is then the grid slice
@@ -107,7 +107,7 @@ def test_seg_frames_equal_the_nifti_masks_at_the_referenced_slice(name, tmp_path
         assert np.allclose(voxel, np.rint(voxel), atol=1e-3)
         z, j, i = np.rint(voxel).astype(int)
         expected = truth[number][z, j, i]
-        frame = seg.pixel_array[f] if n * 4 > 1 else seg.pixel_array
+        frame = seg.pixel_array[f] if n * len(SEGMENTS) > 1 else seg.pixel_array
         np.testing.assert_array_equal(frame.astype(bool), expected, err_msg=f"frame {f + 1}")
         checked += 1
     assert checked == 3 * n
@@ -205,7 +205,8 @@ def test_objects_copy_patient_and_study_and_reference_the_source(written):
     codes = {s.SegmentLabel: s.SegmentedPropertyTypeCodeSequence[0].CodeValue
              for s in seg.SegmentSequence}
     assert codes == {"Right lung": "3341006", "Left lung": "44029006", "Airway": "89187006",
-                     "Infection": "52988006"}
+                     "Infection": "52988006", "Ground-glass opacity": "112120",
+                     "Consolidation": "95436008"}
     sc = pydicom.dcmread(files[2])
     assert sc.PhotometricInterpretation == "RGB" and sc.BurnedInAnnotation == "YES"
     rgb = sc.pixel_array.astype(int)
@@ -270,7 +271,7 @@ def test_analyze_writes_dicom_outputs_for_dicom_input(stand_in_models, tmp_path,
     doc = json.loads((out / "result.json").read_text())
     assert set(doc["outputs"]["dicom"]) == {"seg", "sr", "sc"}
     seg = pydicom.dcmread(out / "seg.dcm")
-    assert int(seg.NumberOfFrames) == 4 * SHAPE[0]
+    assert int(seg.NumberOfFrames) == len(SEGMENTS) * SHAPE[0]
     assert len(doc["outputs"]["dicom"]["sc"]) == 1
     no = tmp_path / "no"
     assert main(["analyze", str(tmp_path / "src"), "-o", str(no), "-q", "--no-report",

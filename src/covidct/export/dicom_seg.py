@@ -15,9 +15,12 @@ Segments (numbers are stable; the SR references them):
  2      Left lung       44029006 Left lung                    lung_mask == 2
  3      Airway          89187006 Airway structure             airway_mask
  4      Infection       52988006 Lesion (in 39607008 Lung)    infection_mask
+ 5      Ground-glass    DCM 112120 Ground glass opacity       lesion_labels == 1
+ 6      Consolidation   95436008 Lung consolidation           lesion_labels == 2
 =====  ==============  ====================================  ==========================
 
-New masks (e.g. GGO / consolidation) are added by appending to ``SEGMENTS``.
+Segments 5 and 6 split the infection by density (covidct.lesions) and are empty with
+``--infection-method heatmap``. New masks are added by appending to ``SEGMENTS``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,18 @@ RIGHT_LUNG = CodedConcept("3341006", "SCT", "Right lung")
 LEFT_LUNG = CodedConcept("44029006", "SCT", "Left lung")
 
 
+GROUND_GLASS = CodedConcept("112120", "DCM", "Ground glass opacity")  # CID 6104
+CONSOLIDATION = CodedConcept("95436008", "SCT", "Lung consolidation")
+
+
+def _lesion_label(result: CaseResult, label: int) -> np.ndarray:
+    """Voxels of lesion_labels == label (1 GGO, 2 consolidation); none without labels."""
+    labels = getattr(result, "lesion_labels", None)
+    if labels is None:
+        return np.zeros(result.lung_mask.shape, dtype=bool)
+    return np.asarray(labels) == label
+
+
 @dataclass(frozen=True)
 class SegmentSpec:
     """One segment: its label, SNOMED CT category and type, colour and canonical mask."""
@@ -66,6 +81,11 @@ SEGMENTS: tuple[SegmentSpec, ...] = (
                 lambda r: np.asarray(r.airway_mask) > 0),
     SegmentSpec(4, "Infection", MORPHOLOGICALLY_ABNORMAL, codes.SCT.Lesion, (255, 200, 0),
                 lambda r: np.asarray(r.infection_mask) > 0, anatomic_region=codes.SCT.Lung),
+    # the infection split by density (covidct.lesions; empty with --infection-method heatmap)
+    SegmentSpec(5, "Ground-glass opacity", MORPHOLOGICALLY_ABNORMAL, GROUND_GLASS,
+                (255, 240, 120), lambda r: _lesion_label(r, 1), anatomic_region=codes.SCT.Lung),
+    SegmentSpec(6, "Consolidation", MORPHOLOGICALLY_ABNORMAL, CONSOLIDATION, (255, 90, 0),
+                lambda r: _lesion_label(r, 2), anatomic_region=codes.SCT.Lung),
 )
 SEGMENT_NUMBER = {s.label: s.number for s in SEGMENTS}
 
