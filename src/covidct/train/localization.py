@@ -6,7 +6,7 @@ mask against radiologists' per-slice lobe labels.
 - pooled over the cases whose truth holds infection: median Dice, median absolute and signed
   relative volume error, Spearman correlation of infection volume and of the Corona score
   (Gozes et al. 2020) with the true volume;
-- real series with lobe labels (covid-ct-md CSV columns LLL, LUL, RLL, RML, RUL): the share
+- real series with lobe labels (COVID-CT-MD label CSV columns LLL, LUL, RLL, RML, RUL): the share
   of labelled lobe-slices whose lobe region holds lesion. There is no lobe segmentation: a
   lobe's region on a slice is approximated by its lung (right for RUL/RML/RLL, left for
   LUL/LLL) on that slice.
