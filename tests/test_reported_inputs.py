@@ -327,7 +327,7 @@ def _fake_result(volume: Volume) -> types.SimpleNamespace:
     lung = (volume.hu < -500).astype(np.uint8)
     heat = np.linspace(0, 1, volume.hu.size, dtype=np.float32).reshape(volume.shape)
     return types.SimpleNamespace(volume=volume, lung_mask=lung, airway_mask=lung * 0,
-                                 infection_mask=lung, heatmap=heat)
+                                 infection_mask=lung, heatmap=heat, lesion_labels=lung)
 
 
 @pytest.mark.parametrize("name", ["las.nii.gz", "ras.nii.gz"])

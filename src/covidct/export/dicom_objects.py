@@ -11,6 +11,7 @@ retrieved from a PACS. UIDs are deterministic (covidct.export.dicom_uids).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -63,16 +64,21 @@ def write_dicom_outputs(result: CaseResult, source_datasets: Sequence[Dataset],
     uids = OutputUIDs.for_result(stack.series_uid, __version__, result.models)
     if doc is None:
         doc = build_result(result, {}, {})
-    seg = build_seg(result, stack, uids)
-    seg_path = out_dir / SEG_NAME
-    seg.save_as(seg_path, enforce_file_format=True)
-    sr_path = out_dir / SR_NAME
-    build_sr(doc, seg, stack, uids).save_as(sr_path, enforce_file_format=True)
-    sc_dir = out_dir / SC_FOLDER
-    if sc_dir.is_dir():  # a re-run replaces the previous captures
-        for old in sc_dir.glob("sc_*.dcm"):
-            old.unlink()
-    sc_paths = write_sc_images(build_sc_images(result, stack, uids), sc_dir)
+    with warnings.catch_warnings():
+        # highdicom warns on every object built from a source whose PatientName has one
+        # component (common after anonymisation); the name is copied as the source has it
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended "
+                                "person name", category=UserWarning)
+        seg = build_seg(result, stack, uids)
+        seg_path = out_dir / SEG_NAME
+        seg.save_as(seg_path, enforce_file_format=True)
+        sr_path = out_dir / SR_NAME
+        build_sr(doc, seg, stack, uids).save_as(sr_path, enforce_file_format=True)
+        sc_dir = out_dir / SC_FOLDER
+        if sc_dir.is_dir():  # a re-run replaces the previous captures
+            for old in sc_dir.glob("sc_*.dcm"):
+                old.unlink()
+        sc_paths = write_sc_images(build_sc_images(result, stack, uids), sc_dir)
     log.info("DICOM outputs: %s, %s, %d secondary captures", seg_path, sr_path, len(sc_paths))
     return [seg_path, sr_path, *sc_paths]
 
