@@ -40,6 +40,8 @@ import fill_voids
 import numpy as np
 from scipy import ndimage
 
+from covidct.blocks import block_reduce, block_upsample
+
 logger = logging.getLogger(__name__)
 
 BODY_HU = -500.0
@@ -83,28 +85,11 @@ class PooledGrid:
                 else array
             blocks = arr.reshape(z, arr.shape[1] // f, f, arr.shape[2] // f, f)
             return blocks.sum(axis=(2, 4), dtype=np.uint8).astype(np.float32) / (f * f)
-        arr = np.asarray(array)
-        z, y, x = arr.shape
-        py, px = -y % f, -x % f
-        if py or px:
-            arr = np.pad(arr, ((0, 0), (0, py), (0, px)), mode="edge")
-        # a sum of f x f strided views: 3-4x faster than a reshape + mean over two axes
-        # (exact for integer HU: the sums of a few int16 values are exact in float32)
-        out = arr[:, 0::f, 0::f].astype(np.float32)
-        for dy in range(f):
-            for dx in range(f):
-                if dy or dx:
-                    out += arr[:, dy::f, dx::f]
-        out /= f * f
-        return out
+        return block_reduce(array, (1, f, f), "mean")
 
     def upsample(self, mask: np.ndarray) -> np.ndarray:
         """A pooled (z, y', x') mask -> the full grid (nearest)."""
-        f = self.factor
-        if f == 1:
-            return mask
-        full = np.repeat(np.repeat(mask, f, axis=1), f, axis=2)
-        return full[:, : self.shape[1], : self.shape[2]]
+        return block_upsample(mask, (1, self.factor, self.factor), self.shape)
 
 
 def pooled_grid(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from covidct.blocks import bounding_box
 from covidct.lesions import DensityMeasures
 
 RIGHT, LEFT = 1, 2
@@ -103,12 +104,7 @@ def infection_mask(heatmap: np.ndarray, lung_mask: np.ndarray, positive: np.ndar
     # Filter only the candidates' bounding box grown by the kernel radius: exact, because the
     # filter pads with zeros (mode="constant") and voxels beyond the radius stay 0.
     radius = [int(3.0 * s + 0.5) for s in sigma] if sigma else [0, 0, 0]
-    box = []
-    for axis in range(3):
-        idx = np.flatnonzero(candidate.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(int(idx[0]) - radius[axis], 0),
-                         min(int(idx[-1]) + 1 + radius[axis], candidate.shape[axis])))
-    region = tuple(box)
+    region = bounding_box(candidate, radius)
     field = candidate[region].astype(np.float32)
     if sigma:
         field = ndimage.gaussian_filter(field, sigma, mode="constant", truncate=3.0)

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from covidct.blocks import Factors, block_reduce, block_upsample, bounding_box
+
 GGO, CONSOLIDATION = 1, 2
 LABEL_NAMES = {GGO: "ground-glass opacity", CONSOLIDATION: "consolidation"}
 HIGH_OPACITY_MIN_HU = -200.0   # PHO (Chaganti et al. 2020)
@@ -116,9 +118,6 @@ def density_measures(hu: np.ndarray, parenchyma: np.ndarray, lesion: np.ndarray,
     )
 
 
-Factors = tuple[int, int, int]
-
-
 def _box(mask: np.ndarray, factors: Factors) -> tuple[slice, slice, slice]:
     """Bounding box of mask, each side rounded up to a multiple of its factor (kept inside
     the array where it is large enough; _block pads what is left)."""
@@ -132,37 +131,6 @@ def _box(mask: np.ndarray, factors: Factors) -> tuple[slice, slice, slice]:
             lo, hi = max(mask.shape[axis] - (hi - lo), 0), mask.shape[axis]
         out.append(slice(lo, hi))
     return tuple(out)  # type: ignore[return-value]
-
-
-def _block(array: np.ndarray, factors: Factors, reduce: str) -> np.ndarray:
-    """Blocks of fz x fy x fx voxels of a (z, y, x) array: mean ('mean', float32), majority
-    or any ('majority', 'any': bool); edge-padded to multiples (sums of strided views)."""
-    array = np.asarray(array)
-    if factors == (1, 1, 1):
-        return array.astype(np.float32) if reduce == "mean" else array.astype(bool)
-    pads = [(0, -n % f) for n, f in zip(array.shape, factors, strict=True)]
-    if any(p for _, p in pads):
-        array = np.pad(array, pads, mode="edge")
-    fz, fy, fx = factors
-    acc = np.zeros(tuple(n // f for n, f in zip(array.shape, factors, strict=True)),
-                   dtype=np.float32 if reduce == "mean" else np.uint16)
-    for a in range(fz):
-        for b in range(fy):
-            for c in range(fx):
-                acc += array[a::fz, b::fy, c::fx]
-    n = fz * fy * fx
-    if reduce == "mean":
-        acc /= n
-        return acc
-    return acc * 2 >= n if reduce == "majority" else acc > 0
-
-
-def _upsample(array: np.ndarray, factors: Factors, shape: tuple[int, ...]) -> np.ndarray:
-    """Nearest-neighbour inverse of _block, cropped to shape."""
-    for axis, f in enumerate(factors):
-        if f > 1:
-            array = np.repeat(array, f, axis=axis)
-    return array[:shape[0], :shape[1], :shape[2]]
 
 
 def _disk(radius_px: float, depth: int = 1) -> np.ndarray:
@@ -214,14 +182,9 @@ def _tubular(smooth: np.ndarray, candidate: np.ndarray, spacing_w: tuple[float, 
     factors = (1, 2, 2)
     sp = (spacing_w[0], 2 * spacing_w[1], 2 * spacing_w[2])
     pad = [int(np.ceil(3 * max(sigmas_mm) / s)) * f for s, f in zip(sp, factors, strict=True)]
-    sub = []
-    for axis in range(3):
-        idx = np.flatnonzero(candidate.any(axis=tuple(a for a in range(3) if a != axis)))
-        sub.append(slice(max(int(idx[0]) - pad[axis], 0),
-                         min(int(idx[-1]) + 1 + pad[axis], candidate.shape[axis])))
-    region = tuple(sub)
-    coarse = _block(smooth[region], factors, "mean")
-    where = np.nonzero(_block(candidate[region], factors, "any"))
+    region = bounding_box(candidate, pad)
+    coarse = block_reduce(smooth[region], factors, "mean")
+    where = np.nonzero(block_reduce(candidate[region], factors, "any"))
     tube_c = np.zeros(coarse.shape, dtype=bool)
     for sigma_mm in sigmas_mm:
         sig = tuple(sigma_mm / s for s in sp)
@@ -239,7 +202,7 @@ def _tubular(smooth: np.ndarray, candidate: np.ndarray, spacing_w: tuple[float, 
         tube_c[where] |= ((l2 < 0) & (l3 < 0) & (-l2 >= 0.5 * -l3) & (l1 <= -0.25 * l2)
                           & (-l3 >= 50.0))
     out = np.zeros(candidate.shape, dtype=bool)
-    out[region] = _upsample(tube_c, factors, candidate[region].shape)
+    out[region] = block_upsample(tube_c, factors, candidate[region].shape)
     return out & candidate
 
 
@@ -301,8 +264,8 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
     voxel_w = wz * wy * wx
 
     lung_full = lung_any[box]
-    lung_w = _block(lung_full, factors, "majority")
-    smooth = _block(hu[box], factors, "mean")
+    lung_w = block_reduce(lung_full, factors, "majority")
+    smooth = block_reduce(hu[box], factors, "mean")
     if p.smooth_sigma_mm > 0:
         smooth = ndimage.gaussian_filter(smooth, tuple(p.smooth_sigma_mm / s for s in spacing_w),
                                          truncate=2.5)
@@ -330,7 +293,7 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
         tophat = smooth - ndimage.grey_opening(smooth, footprint=disk)
         thin |= (tophat > p.tophat_hu) & ~opened
     if airway_mask is not None:
-        thin |= _block(airway_mask[box], factors, "majority")
+        thin |= block_reduce(airway_mask[box], factors, "majority")
     rim = _disk(max(p.vessel_margin_mm / min(wy, wx), 1.0), depth=3 if p.vessel_margin_z else 1)
     excluded = ndimage.binary_dilation(thin, structure=rim) & ~opened
     parenchyma = lung_w & ~thin  # the density measures' lung: vessels and airways out
@@ -353,7 +316,7 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
     lab_w[kept & opened] = CONSOLIDATION
     density = density_measures(smooth, parenchyma, lab_w > 0, voxel_w,
                                high_opacity_min_hu=p.high_opacity_min_hu)
-    labels[box] = np.where(lung_full, _upsample(lab_w, factors, lung_full.shape), 0)
+    labels[box] = np.where(lung_full, block_upsample(lab_w, factors, lung_full.shape), 0)
     return LesionResult(labels, density)
 
 

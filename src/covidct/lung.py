@@ -32,6 +32,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from covidct.anatomy import AIR_HU, ChestAnatomy, PooledGrid, chest_anatomy, open_in_plane
+from covidct.blocks import bounding_box
 from covidct.models.runtime import autocast, input_antialias, use_bf16
 from covidct.preprocess import lung_model_input
 from covidct.volume import Volume
@@ -85,16 +86,6 @@ def logits_to_labels(logits: torch.Tensor, shape_yx: tuple[int, int]) -> np.ndar
     return is_lung + (is_lung & (scores[:, 1] <= 0).view(np.uint8))
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
-    """Bounding box of a non-empty (z, y, x) mask, from its three axis projections."""
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(int(present[0]), int(present[-1]) + 1))
-    return tuple(box)
-
-
 def _mean_x(mask: np.ndarray) -> float:
     """Mean x index of a (z, y, x) mask's voxels (without materialising their indices)."""
     counts = mask.sum(axis=(0, 1), dtype=np.int64)
@@ -132,7 +123,7 @@ def postprocess_lung_mask(labels: np.ndarray) -> np.ndarray:
     out = np.zeros(labels.shape, dtype=np.uint8)
     if not labels.any():
         return out
-    region = _bbox(labels > 0)
+    region = bounding_box(labels > 0)
     sub = labels[region]
     lung = _components_at_least(sub > 0, MIN_COMPONENT_SHARE)
     result = np.zeros(sub.shape, dtype=np.uint8)
@@ -280,27 +271,14 @@ def _dilate_cross(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _upsample(mask: np.ndarray, factor: int, shape_yx: tuple[int, int]) -> np.ndarray:
-    """A pooled (z, y', x') mask -> `factor` times finer in-plane, cut to shape_yx."""
-    if factor == 1:
-        return mask
-    full = np.repeat(np.repeat(mask, factor, axis=1), factor, axis=2)
-    return full[:, : shape_yx[0], : shape_yx[1]]
-
-
 def _lung_box(air: np.ndarray, margin: int, factor: int, shape: tuple[int, int, int]
               ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """The box (pooled grid, full grid) that holds every voxel the lung stage can call lung
     or airway: the box of the lung air and airway, grown in-plane by `margin` pooled pixels."""
-    box = _bbox(air)
-    pooled = [box[0]]
-    full = [box[0]]
-    for axis in (1, 2):
-        lo = max(box[axis].start - margin, 0)
-        hi = min(box[axis].stop + margin, air.shape[axis])
-        pooled.append(slice(lo, hi))
-        full.append(slice(lo * factor, min(hi * factor, shape[axis])))
-    return tuple(pooled), tuple(full)
+    pooled = bounding_box(air, (0, margin, margin))
+    full = (pooled[0],) + tuple(slice(p.start * factor, min(p.stop * factor, shape[axis]))
+                                for axis, p in ((1, pooled[1]), (2, pooled[2])))
+    return pooled, full
 
 
 def combine_with_anatomy(hu: np.ndarray, net_labels: np.ndarray, anatomy: ChestAnatomy,
@@ -327,16 +305,15 @@ def combine_with_anatomy(hu: np.ndarray, net_labels: np.ndarray, anatomy: ChestA
         return mask, airway_out
     reach_px = int(round(reach_mm / min(grid.spacing_mm[1:]))) + 2
     pbox, box = _lung_box(anatomy.lung_air | anatomy.airway, reach_px, f, hu.shape)
-    shape_yx = (box[1].stop - box[1].start, box[2].stop - box[2].start)
     hu, net_labels = hu[box], net_labels[box]
+    crop = PooledGrid(f, hu.shape, grid.spacing_mm)  # the box on the pooled grid
     lung_air, airway_p, body = anatomy.lung_air[pbox], anatomy.airway[pbox], anatomy.body[pbox]
 
     air = hu < AIR_HU
-    airway = _upsample(_dilate_cross(airway_p), f, shape_yx)
+    airway = crop.upsample(_dilate_cross(airway_p))
     parenchyma = lung_air & ~airway_p
-    near = _upsample(_dilate_in_plane(parenchyma, reach_mm, grid.spacing_mm[1:]) & body,
-                     f, shape_yx)
-    aerated = _upsample(_dilate_cross(parenchyma), f, shape_yx) & air & ~airway
+    near = crop.upsample(_dilate_in_plane(parenchyma, reach_mm, grid.spacing_mm[1:]) & body)
+    aerated = crop.upsample(_dilate_cross(parenchyma)) & air & ~airway
     net = net_labels > 0
     extra = net & near & ~airway & ~aerated
     body_cols = anatomy.body[pbox[0]].any(axis=1)  # (z, x') over the full pooled width
@@ -344,21 +321,20 @@ def combine_with_anatomy(hu: np.ndarray, net_labels: np.ndarray, anatomy: ChestA
         # On real scans the network's outline runs a few mm past the lung into the chest
         # wall, diaphragm and mediastinum; consolidated lung is thicker than that rim. An
         # opening of the network's extra region (pooled grid) keeps the thick parts only.
-        sub = PooledGrid(f, extra.shape, grid.spacing_mm)
-        thick = open_in_plane(sub.pool(extra) > 0.5, RIM_MM, grid.spacing_mm[1:])
+        thick = open_in_plane(crop.pool(extra) > 0.5, RIM_MM, grid.spacing_mm[1:])
         # ...and only inside (or just beyond) each lung's convex 3D outline: consolidation
         # fills the lung's shape, while the axilla, the shoulder girdle and the chest wall
         # the network also paints lie outside it.
         sides_pooled = _side_map(net_labels[:, ::f, ::f], body_cols,
                                  pbox[2].start)[..., :parenchyma.shape[2]]
         thick = _lung_hulls(parenchyma, sides_pooled, thick, grid.spacing_mm, hull_margin_mm)
-        extra &= _upsample(thick, f, shape_yx)
+        extra &= crop.upsample(thick)
     lung = aerated | extra
     full_cols = np.repeat(body_cols, f, axis=1)[:, : mask.shape[2]]
     sides = np.where(net, net_labels, _side_map(net_labels, full_cols, box[2].start))
     labels = np.where(lung, sides, 0).astype(np.uint8)
     mask[box] = postprocess_lung_mask(labels)
-    airway_out[box] = _upsample(airway_p, f, shape_yx) & air & (mask[box] == 0)
+    airway_out[box] = crop.upsample(airway_p) & air & (mask[box] == 0)
     return mask, airway_out
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from covidct.blocks import bounding_box
 from covidct.pipeline import CaseResult
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,6 @@ def surface_mm(fractions: np.ndarray, spacing_mm: tuple[float, float, float]
     return verts[:, ::-1].copy(), faces
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-    return tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
-
-
 def render_3d(result: CaseResult, path: Path, voxel_mm: float = 4.0, dpi: int = 90) -> Path:
     import matplotlib
 
@@ -56,7 +52,7 @@ def render_3d(result: CaseResult, path: Path, voxel_mm: float = 4.0, dpi: int = 
     lung = result.lung_mask > 0
     spacing = result.volume.spacing_mm
     if lung.any():
-        box = _bounding_box(lung)
+        box = bounding_box(lung)
         layers = (
             ((result.lung_mask[box] == 1), (0.3, 0.5, 0.9, 0.15)),
             ((result.lung_mask[box] == 2), (0.3, 0.5, 0.9, 0.15)),

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from covidct.blocks import bounding_box
 from covidct.errors import ConfigError, InputError
 from covidct.synth.geometry import smooth_noise
 from covidct.volume import Volume
@@ -196,16 +197,6 @@ def estimate_noise_hu(hu: np.ndarray, lung: np.ndarray, parenchyma_max_hu: float
     return max(1.4826 * mad / 0.97, 1.0)
 
 
-def _bbox(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
-    out = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        nz = np.nonzero(mask.any(axis=other))[0]
-        out.append(slice(max(int(nz[0]) - margin, 0),
-                         min(int(nz[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(out)
-
-
 def _upsample(coarse: np.ndarray, factors: tuple[int, int, int], shape: tuple[int, ...],
               order: int) -> np.ndarray:
     """A field sampled at every `factors`-th voxel back onto the full grid (linear/nearest)."""
@@ -301,7 +292,7 @@ def insert_lesions(volume: Volume, lung_mask: np.ndarray, rng: np.random.Generat
                          "lesions into. Check the mask (labels > 0 lung) or the CT.")
     hu_in = np.asarray(volume.hu)
     spacing = np.asarray(volume.spacing_mm, dtype=np.float64)
-    box = _bbox(lung)
+    box = bounding_box(lung)
     sub = hu_in[box].astype(np.float32)
     lung_b, sides_b = lung[box], sides_full[box]
     offset = np.array([s.start for s in box], dtype=np.float64)
@@ -391,7 +382,7 @@ def insert_lesions(volume: Volume, lung_mask: np.ndarray, rng: np.random.Generat
                         p.parenchyma_max_hu)
     # the blend toward the target is taken from the local parenchymal background `ref`
     # for a share structure_keep, so small vessels and interstitium stay visible
-    sl = _bbox(cand)
+    sl = bounding_box(cand)
     par = (eligible[sl] & (sub[sl] < -650.0)).astype(np.float32)  # aerated, no vessels
     sig = p.background_mm / spacing
     ref_box = (ndimage.gaussian_filter(sub[sl] * par, sig)
