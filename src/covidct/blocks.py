@@ -30,8 +30,8 @@ def bounding_box(mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[sli
 
 def block_reduce(array: np.ndarray, factors: Factors, reduce: str) -> np.ndarray:
     """Blocks of fz x fy x fx voxels of a (z, y, x) array: mean ('mean', float32), majority
-    or any ('majority', 'any': bool); edge-padded to multiples. Sums of strided views: 3-4x
-    faster than a reshape and a mean over three axes, and exact for integer HU."""
+    or any ('majority', 'any': bool); edge-padded to multiples. Sums of strided views (no
+    reshaped float copy of the whole array), exact for integer HU."""
     array = np.asarray(array)
     if tuple(factors) == (1, 1, 1):
         return array.astype(np.float32) if reduce == "mean" else array.astype(bool)
