@@ -67,6 +67,24 @@ def row(name: str, masks: dict[str, np.ndarray], truth: np.ndarray, extra: str =
     return f"{name:32} " + " ".join(f"{x:10.4f}" for x in values) + f"  {extra}"
 
 
+def reference_cases(data: Path, synthetic: Path | None):
+    """(name, volume, true lung mask, group) of every real series with a reference, then of
+    each synthetic case; group is 'real', 'infected' or 'clean'."""
+    for name, image, ref in REAL:
+        volume = load_volume(data / image)
+        labels, affine = read_nifti_array(ref if isinstance(ref, Path) else data / ref)
+        yield (name, volume,
+               np.isin(align_to_grid(labels, affine, volume.affine, volume.shape), (1, 2)),
+               "real")
+    if synthetic is not None:
+        from covidct.train.datasets import discover_cases, load_case
+
+        for record in discover_cases(synthetic, "auto"):
+            case = load_case(record)
+            infected = case.infection is not None and bool(case.infection.any())
+            yield record.case_id, case.volume, case.lung > 0, "infected" if infected else "clean"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data"
@@ -80,33 +98,20 @@ def main() -> None:
     lines = [f"# {time.strftime('%Y-%m-%d %H:%M')} nproc {os.cpu_count()} revision {revision}",
              f"{'case':32} " + " ".join(f"{v:>10}" for v in VARIANTS)]
     print("\n".join(lines), flush=True)
-    for name, image, ref in REAL:
-        volume = load_volume(args.data / image)
-        ref_path = ref if isinstance(ref, Path) else args.data / ref
-        labels, affine = read_nifti_array(ref_path)
-        truth = np.isin(align_to_grid(labels, affine, volume.affine, volume.shape), (1, 2))
-        lines.append(row(name, variants(volume, bundle), truth, "real"))
-        print(lines[-1], flush=True)
-    if args.synthetic is not None:
-        from covidct.train.datasets import discover_cases, load_case
-
-        scores: dict[str, dict[str, list[float]]] = {"infected": {}, "clean": {}}
-        for record in discover_cases(args.synthetic, "auto"):
-            case = load_case(record)
-            infected = case.infection is not None and bool(case.infection.any())
-            masks = variants(case.volume, bundle)
-            group = scores["infected" if infected else "clean"]
+    scores: dict[str, dict[str, list[float]]] = {"infected": {}, "clean": {}}
+    for name, volume, truth, group in reference_cases(args.data, args.synthetic):
+        masks = variants(volume, bundle)
+        if group != "real":
             for v in VARIANTS:
-                group.setdefault(v, []).append(dice(masks[v] > 0, case.lung > 0))
-            lines.append(row(record.case_id, masks, case.lung > 0,
-                             "infected" if infected else "clean"))
+                scores[group].setdefault(v, []).append(dice(masks[v] > 0, truth))
+        lines.append(row(name, masks, truth, group))
+        print(lines[-1], flush=True)
+    for group, values in scores.items():
+        if values:
+            lines.append(f"{'synthetic mean, ' + group:32} " + " ".join(
+                f"{np.mean(values[v]):10.4f}" for v in VARIANTS)
+                + f"  {len(values['fused'])} cases")
             print(lines[-1], flush=True)
-        for group, values in scores.items():
-            if values:
-                lines.append(f"{'synthetic mean, ' + group:32} " + " ".join(
-                    f"{np.mean(values[v]):10.4f}" for v in VARIANTS)
-                    + f"  {len(values['fused'])} cases")
-                print(lines[-1], flush=True)
     if args.out is not None:
         args.out.write_text("\n".join(lines) + "\n")
 

@@ -21,44 +21,27 @@ import numpy as np
 
 import covidct.lung as lung_mod
 from covidct.anatomy import chest_anatomy
-from covidct.io import load_volume, read_nifti_array
 from covidct.lung import combine_with_anatomy, predict_lung_labels
 from covidct.models.registry import load_bundle
 from covidct.models.runtime import input_antialias, use_bf16
-from covidct.train.masks import align_to_grid
 from covidct.train.metrics import dice
 
 HERE = Path(__file__).resolve().parent
 
 
 def build_cache(data: Path, synthetic: Path | None, cache: Path) -> None:
-    from covidct.train.datasets import discover_cases, load_case
-    from lung_anatomy import REAL  # same real series and references
+    """The network's labels of every case of benchmarks/lung_anatomy.py, once, into cache."""
+    from lung_anatomy import reference_cases
 
     cache.mkdir(parents=True, exist_ok=True)
     bundle = load_bundle(None)
-
-    def net_of(volume):
-        return predict_lung_labels(volume.hu, bundle.lung.module, bf16=use_bf16("auto"),
-                                   antialias=input_antialias(bundle.lung))
-
-    for name, image, ref in REAL:
+    for name, volume, truth, group in reference_cases(data, synthetic):
         path = cache / f"{name}.npz"
         if not path.exists():
-            volume = load_volume(data / image)
-            labels, affine = read_nifti_array(ref if isinstance(ref, Path) else data / ref)
-            truth = np.isin(align_to_grid(labels, affine, volume.affine, volume.shape), (1, 2))
-            np.savez(path, hu=volume.hu, net=net_of(volume), spacing=np.array(volume.spacing_mm),
-                     truth=truth, infected=False)
-    if synthetic is not None:
-        for record in discover_cases(synthetic, "auto"):
-            path = cache / f"{record.case_id}.npz"
-            if not path.exists():
-                case = load_case(record)
-                infected = case.infection is not None and bool(case.infection.any())
-                np.savez(path, hu=case.volume.hu, net=net_of(case.volume),
-                         spacing=np.array(case.volume.spacing_mm), truth=case.lung > 0,
-                         infected=infected)
+            net = predict_lung_labels(volume.hu, bundle.lung.module, bf16=use_bf16("auto"),
+                                      antialias=input_antialias(bundle.lung))
+            np.savez(path, hu=volume.hu, net=net, spacing=np.array(volume.spacing_mm),
+                     truth=truth, infected=group == "infected")
 
 
 def posterior_only(spans):
