@@ -123,12 +123,15 @@ def build_seg(result: CaseResult, stack: SourceStack, uids: OutputUIDs) -> hd.se
     masks are mapped from the canonical (z, y, x) grid to the source (k, row, column) order.
     """
     k, (rows, cols) = len(stack.datasets), stack.shape[1:]
-    pixels = np.zeros((k, rows, cols, len(SEGMENTS)), dtype=np.uint8)
+    # Segment-major storage, passed as a (k, rows, cols, segment) view: highdicom's overlap
+    # check sums over the segment axis, 1.6x faster over planes than over a contiguous
+    # axis of 6 (benchmarks/results/dicom_outputs.txt).
+    planes = np.zeros((len(SEGMENTS), k, rows, cols), dtype=np.uint8)
     for n, spec in enumerate(SEGMENTS):
-        pixels[..., n] = stack.to_source(spec.mask(result))
+        planes[n] = stack.to_source(spec.mask(result))
     return hd.seg.Segmentation(
         source_images=list(stack.datasets),
-        pixel_array=pixels,
+        pixel_array=np.moveaxis(planes, 0, -1),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(result),
         series_instance_uid=uids.uid("seg series"),
