@@ -124,8 +124,8 @@ def build_seg(result: CaseResult, stack: SourceStack, uids: OutputUIDs) -> hd.se
     """
     k, (rows, cols) = len(stack.datasets), stack.shape[1:]
     # Segment-major storage, passed as a (k, rows, cols, segment) view: highdicom's overlap
-    # check sums over the segment axis, 1.6x faster over planes than over a contiguous
-    # axis of 6 (benchmarks/results/dicom_outputs.txt).
+    # check sums over the segment axis, and over whole planes that is faster than over a
+    # contiguous axis of 6 (benchmarks/results/seg_layout_speed.txt).
     planes = np.zeros((len(SEGMENTS), k, rows, cols), dtype=np.uint8)
     for n, spec in enumerate(SEGMENTS):
         planes[n] = stack.to_source(spec.mask(result))
