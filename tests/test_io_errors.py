@@ -110,3 +110,20 @@ def test_cli_reports_errors_with_exit_code_2(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("covidct info: error:") and "Traceback" not in err
     assert err.count("\n") == 1  # one paragraph
+
+
+def test_truncated_file_in_a_series_is_named_as_possibly_cut_short(tmp_path: Path,
+                                                                    real_data: Path) -> None:
+    """A file cut in half inside a real series: the series is still read (one slice fewer),
+    and the warning says the file may be cut short, not only that it has no pixels."""
+    real = real_data / "covid-ct-md" / "P001"
+    files = sorted(real.glob("*.dcm"))[:12]
+    for f in files:
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    cut = tmp_path / files[5].name
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    volume = load_volume(tmp_path)
+    text = " ".join(volume.warnings)
+    assert "cut short" in text and files[5].name in text
+    assert (real / files[5].name).stat().st_size == len(data)  # the original is untouched

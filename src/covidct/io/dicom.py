@@ -194,7 +194,8 @@ def _nothing_usable_message(path: Path, report: ReadReport) -> str:
         fix = ("Only localizer (scout) images were found; they are not a CT volume. "
                "Export the axial CT series of the study.")
     elif any("without pixel data" in r for r in reasons):
-        fix = "The DICOM objects hold no pixel data; export the images, not only their headers."
+        fix = ("The DICOM objects hold no pixel data: export the images, not only their headers, "
+               "or copy them again if the transfer was cut short.")
     elif any(r.startswith("colour") for r in reasons):
         fix = ("Colour (RGB) images are screenshots or secondary captures, not HU data; export "
                "the original CT series.")

@@ -125,7 +125,9 @@ def _skip_reason(ds: Dataset, sop_class: str) -> str | None:
     if sop_class and sop_class not in _CT_CLASSES:
         return f"non-CT object(s) (SOP class {sop_class})"
     if "PixelData" not in ds:
-        return "CT object(s) without pixel data"
+        # a header-only export, or a file cut short before its pixel data (pydicom then
+        # also reports the end of file, in the aggregated library warnings)
+        return "CT object(s) without pixel data (header only, or the file is cut short)"
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = _text(ds, "PhotometricInterpretation").upper()
     if samples != 1 or (photometric and not photometric.startswith("MONOCHROME")):
