@@ -53,15 +53,16 @@ def test_dome_holes_finds_the_dome_and_the_liver_inside_the_recess_only() -> Non
     holes = fill_holes_per_slice(lung) & ~lung
     assert holes[dome].all() and holes[lesion].all()  # both are 2D holes
     found = dome_holes(holes, lung, hu, SPACING)
-    assert found[dome].all()
-    assert found[2:4].sum() == holes[2:4].sum()  # the liver ringed by the recess
+    # regions are found by an opening with a 5 mm square: a disk's outermost pixels stay
+    assert found[dome].mean() > 0.9
+    assert found[2:4].sum() > 0.9 * holes[2:4].sum()  # the liver ringed by the recess
     assert not found[lesion].any()
 
 
 def test_postprocess_with_hu_keeps_consolidation_and_drops_the_dome() -> None:
     labels, hu, dome, lesion = lung_base_phantom()
     with_hu = postprocess_lung_mask(labels, hu, SPACING)
-    assert not with_hu[dome].any()
+    assert (with_hu[dome] == 0).mean() > 0.9
     assert (with_hu[lesion] == 1).all()
     # without HU (the old behaviour) the dome is filled in as lung
     assert (postprocess_lung_mask(labels)[dome] == 1).all()
@@ -90,3 +91,53 @@ def test_dome_holes_empty_and_hole_on_the_first_slice() -> None:
     holes[0:2, 5:35, 5:35] = True  # nothing below the volume's first slice to look at
     assert not dome_holes(holes, np.zeros(shape, bool), np.zeros(shape, np.float32),
                           SPACING).any()
+
+
+def chest_with_painted_dome() -> tuple[np.ndarray, ...]:
+    """(lung, hu, body, dome, consolidation) on a 1 mm in-plane grid, z inferior first.
+
+    Body 150 x 150 mm; liver (50 HU) fills z 0-3; lung z 4-19. The dome (radius 16 -> 10
+    mm, body centre, 75 mm under the skin) is in the lung mask (as the network paints it)
+    and opens onto the heart on its medial side; a consolidation (z 4-8) lies against the
+    posterior chest wall (20 mm under the skin), resting on the liver too.
+    """
+    shape = (20, 160, 160)
+    body = np.zeros(shape, dtype=bool)
+    body[:, 5:155, 5:155] = True
+    hu = np.where(body, TISSUE_HU, -1000.0).astype(np.float32)
+    lung = np.zeros(shape, dtype=bool)
+    lung[4:, 25:136, 20:141] = True
+    heart = np.zeros(shape, dtype=bool)
+    heart[4:, 70:91, 92:141] = True
+    lung &= ~heart
+    hu[lung] = LUNG_HU
+    dome = np.zeros(shape, dtype=bool)
+    for z, radius in zip(range(4, 8), (16, 14, 12, 10), strict=True):
+        dome[z] = _disk(shape[1:], (80, 80), radius) | (_disk(shape[1:], (80, 80), radius)
+                                                        & heart[z])
+        dome[z] &= ~heart[z]
+    consolidation = np.zeros(shape, dtype=bool)
+    consolidation[4:9, 115:136, 30:61] = True
+    hu[dome | consolidation] = 40.0
+    return lung, hu, body, dome, consolidation
+
+
+def test_dome_components_takes_the_deep_dome_and_leaves_wall_consolidation() -> None:
+    from covidct.diaphragm import dome_components
+
+    lung, hu, body, dome, consolidation = chest_with_painted_dome()
+    found = dome_components(lung, hu, body, SPACING)
+    assert found[dome].mean() > 0.9
+    assert not found[consolidation].any()
+    assert not found[lung & ~dome].any()  # aerated lung stays lung
+
+
+def test_dome_components_depth_threshold_is_what_decides() -> None:
+    from covidct.diaphragm import dome_components
+
+    lung, hu, body, dome, consolidation = chest_with_painted_dome()
+    # with a threshold beyond the dome's depth, nothing is a dome; with one under the
+    # consolidation's, both are: the depth under the skin is what separates them here
+    assert not dome_components(lung, hu, body, SPACING, min_depth_mm=90.0).any()
+    both = dome_components(lung, hu, body, SPACING, min_depth_mm=10.0)
+    assert both[dome].mean() > 0.9 and both[consolidation].mean() > 0.9
