@@ -33,7 +33,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from covidct.anatomy import AIR_HU, ChestAnatomy, PooledGrid, chest_anatomy, open_in_plane
-from covidct.blocks import bounding_box
+from covidct.blocks import block_upsample, bounding_box
 from covidct.diaphragm import CAP_MIN_HU, dome_components, dome_holes
 from covidct.models.runtime import autocast, input_antialias, use_bf16
 from covidct.preprocess import lung_model_input
@@ -350,17 +350,20 @@ def combine_with_anatomy(hu: np.ndarray, net_labels: np.ndarray, anatomy: ChestA
     labels = np.where(lung, sides, 0).astype(np.uint8)
     if exclude_domes:
         lung_box = postprocess_lung_mask(labels, hu, spacing_mm)
-        # domes the network painted as dense lung (pooled grid: the rule looks at regions
-        # of >= 3 cm2, and the pooled grid costs a quarter of the full one)
-        # Repeated: a dome's upper part rests on its lower part until that is taken out.
-        hu_pooled = crop.pool(hu)
+        # Domes the network painted as dense lung, on every f-th pixel (the pooled grid's
+        # shape; the rule looks at regions of >= 3 cm2), repeated: a dome's upper part
+        # rests on its lower part until that is taken out.
+        sampled = (slice(None), slice(None, None, f), slice(None, None, f))
         for _ in range(DOME_PASSES):
-            domes = dome_components(crop.pool(lung_box > 0) > 0.5, hu_pooled, body,
+            domes = dome_components(lung_box[sampled] > 0, hu[sampled], body,
                                     grid.spacing_mm)
-            drop = crop.upsample(domes) & (hu >= CAP_MIN_HU) & (lung_box > 0)
-            if not drop.any():
+            if not domes.any():
                 break
-            lung_box[drop] = 0
+            region = bounding_box(domes)
+            full = (region[0], *(slice(r.start * f, r.stop * f) for r in region[1:]))
+            drop = (block_upsample(domes[region], (1, f, f), lung_box[full].shape)
+                    & (hu[full] >= CAP_MIN_HU) & (lung_box[full] > 0))
+            lung_box[full][drop] = 0
         mask[box] = lung_box
     else:
         mask[box] = postprocess_lung_mask(labels)
