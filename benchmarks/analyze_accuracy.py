@@ -51,7 +51,7 @@ def evaluate_case(seed: int, covid: bool, work: Path) -> dict:
     ct_path = write_nifti(case.ct.hu, case.ct.affine, work / f"ct_{seed}.nii.gz", np.int16)
     out = work / f"out_{seed}"
     start = time.perf_counter()
-    rc = main(["analyze", str(ct_path), "-o", str(out), "-q", "--no-report"])
+    rc = main(["analyze", str(ct_path), "-o", str(out), "-q", "--no-report", "--overwrite"])
     seconds = time.perf_counter() - start
     if rc != 0:
         return {"seed": seed, "covid": covid, "error": f"exit code {rc}"}

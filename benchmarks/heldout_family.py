@@ -99,7 +99,7 @@ def run_analyze(case: dict[str, Any], work: Path) -> dict[str, Any]:
 
     out = work / f"analyze_{Path(case['dir']).parent.name}_{case['case_id']}"
     code = main(["analyze", str(Path(case["dir"]) / "ct.nii.gz"), "-o", str(out), "-q",
-                 "--no-report"])
+                 "--no-report", "--overwrite"])  # --reuse: this script's own earlier outputs
     if code != 0:
         return {"error": f"analyze exit code {code}"}
     doc = json.loads((out / "result.json").read_text())
