@@ -122,3 +122,21 @@ def test_import_covidct_does_not_import_torch():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": str(src)}, timeout=60)
     assert run.stdout.strip() == "False", run.stderr
+
+
+def test_save_refuses_the_input_folder_and_unmakeable_folders(tmp_path):
+    """result.save checks its folder as the CLI does: never inside the input."""
+    from covidct.synth.dicom_writer import write_ct_series
+
+    volume, _, _ = phantom(lesion=True, shape=SHAPE, spacing=SPACING)
+    series = tmp_path / "input"
+    write_ct_series(volume, series, seed=1)
+    before = sorted(p.name for p in series.iterdir())
+    result = covidct.analyze(series, models=fake_bundle(), config={"overlay_count": 1})
+    with pytest.raises(InputError, match="overlaps the input"):
+        result.save(tmp_path / "input" / "out")
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    with pytest.raises(InputError, match="cannot be created"):
+        result.save(a_file / "out")
+    assert sorted(p.name for p in series.iterdir()) == before

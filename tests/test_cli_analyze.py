@@ -131,3 +131,44 @@ def test_analyze_every_real_input(relative, tmp_path):
     assert doc["schema_version"] == 1 and len(doc["slices"]) == reference.shape[2]
     assert doc["decision"]["label"] in ("covid-suspected", "not-suspected", "indeterminate")
     assert (out / "report.html").is_file()
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_analysis(
+        phantom_nifti, tmp_path, capsys, monkeypatch):
+    import covidct.pipeline as pipeline
+
+    def no_analysis(*args, **kwargs):
+        raise AssertionError("the analysis ran before the output folder was checked")
+
+    monkeypatch.setattr(pipeline, "analyze", no_analysis)
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    assert main(["analyze", str(phantom_nifti), "-o", str(a_file / "sub"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be created" in err and "is a file" in err and "Traceback" not in err
+    assert a_file.read_text() == "x"
+
+
+def test_an_all_nan_nifti_is_an_input_error(tmp_path, capsys):
+    path = write_nifti(np.full((6, 32, 32), np.nan, np.float32), np.diag([0.8, 0.8, 2.0, 1.0]),
+                       tmp_path / "nan.nii.gz", dtype=np.float32)
+    assert main(["analyze", str(path), "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and "export the CT again" in err
+
+
+def test_dicom_outputs_from_a_series_with_an_empty_character_set(tmp_path):
+    """The dcmqi GE slices carry SpecificCharacterSet with an empty value (the default
+    repertoire), which highdicom refuses: the objects are still written."""
+    import pydicom
+
+    series = REAL / "dcmqi-ge-slices"
+    first = next(p for p in sorted(series.rglob("*")) if p.is_file())
+    assert str(pydicom.dcmread(first, stop_before_pixels=True)
+               .get("SpecificCharacterSet", "x")).strip() == ""
+    out = tmp_path / "out"
+    assert main(["analyze", str(series), "-o", str(out), "-q", "--no-report"]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    assert not [w for w in doc["warnings"] if "not written" in w]
+    assert (out / "seg.dcm").is_file() and (out / "sr.dcm").is_file()
+    assert "SpecificCharacterSet" not in pydicom.dcmread(out / "seg.dcm", stop_before_pixels=True)

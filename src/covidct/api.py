@@ -114,17 +114,17 @@ def save_result(result: CaseResult, out_dir: str | Path, *, report: bool = True,
     3D render, slice profile, report.html (unless report=False), and for a DICOM input
     seg.dcm, sr.dcm and sc/ (dicom_out None: when possible; True: required; False: never;
     the source series is read again from its path). Raises InputError when out_dir is a
-    non-empty folder and overwrite is False, or dicom_out=True for a non-DICOM input.
+    non-empty folder and overwrite is False, overlaps the input, cannot be created, or
+    dicom_out=True for a non-DICOM input.
     """
     from covidct.export.dicom_objects import dicom_sources_for
     from covidct.export.outputs import write_outputs
+    from covidct.io.output_folder import check_output_folder
 
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"The output {out} exists and is not a folder; choose a folder.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"The output folder {out} is not empty. Choose a new folder, or pass "
-                         "overwrite=True to replace the covidct outputs in it.")
+    source = result.volume.metadata.get("source_path")
+    check_output_folder(Path(source) if source else None, out, overwrite,
+                        overwrite_hint="overwrite=True")
     sources = dicom_sources_for(result.volume, dicom_out)
     return write_outputs(result, out, report=report, dicom_sources=sources,
                          dicom_required=bool(dicom_out))

@@ -97,6 +97,11 @@ def replace_nonfinite(volume: Volume) -> Volume:
         return volume
     bad = ~finite
     n_bad = int(bad.sum())
+    if n_bad == hu.size:
+        raise InputError(
+            f"Every voxel of the volume ({hu.size}) is NaN or infinite: there is no image to "
+            "analyse. Check the export (a failed conversion often writes an all-NaN NIfTI) "
+            "and export the CT again.")
     n_nan = int(np.isnan(hu).sum())
     n_posinf = int(np.isposinf(hu).sum())
     n_neginf = n_bad - n_nan - n_posinf

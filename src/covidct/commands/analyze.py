@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from covidct.config import EXPLAIN, INFECTION_METHODS, PRECISIONS, AnalysisConfig
-from covidct.errors import InputError
+from covidct.io.output_folder import check_output_folder
 
 HELP = "analyse one chest CT: decision, Corona score, % involvement, masks, report"
 OUTPUT_NAMES = ("result.json", "report.html", "lung_mask.nii.gz", "airway_mask.nii.gz",
@@ -61,22 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar and no summary")
     add_config_arguments(parser)
-
-
-def check_output_folder(input_path: Path, out_dir: Path, overwrite: bool) -> None:
-    """Refuse an output folder that is the input, holds it or lies inside it, or that is
-    non-empty without --overwrite."""
-    src, dst = input_path.resolve(), out_dir.resolve()
-    if src == dst or src.is_relative_to(dst) or (src.is_dir() and dst.is_relative_to(src)):
-        raise InputError(
-            f"The output folder {out_dir} overlaps the input {input_path}; covidct never writes "
-            "into its input. Choose an output folder outside the input.")
-    if dst.exists() and not dst.is_dir():
-        raise InputError(f"The output {out_dir} exists and is not a folder; choose a folder.")
-    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise InputError(
-            f"The output folder {out_dir} is not empty. Choose a new folder, or pass "
-            "--overwrite to replace the covidct outputs in it (other files are kept).")
 
 
 def _clear_previous_outputs(out_dir: Path) -> None:

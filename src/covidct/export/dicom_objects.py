@@ -97,7 +97,22 @@ def _header_copy(ds: Dataset) -> Dataset:
     for keyword in _TYPE2_FROM_SOURCE:
         if keyword not in copy:
             setattr(copy, keyword, "")
+    _default_character_set(copy)
     return copy
+
+
+def _default_character_set(ds: Dataset) -> None:
+    """An empty SpecificCharacterSet (common in real exports; it means the default
+    repertoire) is removed, and an empty first value of a code-extension list becomes its
+    explicit name, ISO 2022 IR 6 (PS3.3 C.12.1.1.2): highdicom refuses empty values."""
+    if "SpecificCharacterSet" not in ds:
+        return
+    value = ds.SpecificCharacterSet
+    values = [str(v).strip() for v in ([value] if isinstance(value, str) else value)]
+    if not any(values):
+        del ds.SpecificCharacterSet
+    elif "" in values:
+        ds.SpecificCharacterSet = [v or "ISO 2022 IR 6" for v in values]
 
 
 def dicom_sources_for(volume: Volume, dicom_out: bool | None) -> list[Dataset] | None:
