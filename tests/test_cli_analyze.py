@@ -41,6 +41,7 @@ def test_analyze_writes_outputs_prints_summary_and_maps_flags(phantom_nifti, tmp
     assert "decision: covid-suspected" in printed and "Corona score" in printed
     assert str(out / "report.html") in printed
     doc = json.loads((out / "result.json").read_text())
+    assert f"lung: {doc['lung']['volume_cm3']:.0f} cm3" in printed
     assert doc["config"]["infection_sigma_mm"] == 4.5 and doc["config"]["precision"] == "fp32"
     assert doc["input"]["path"] == str(phantom_nifti)
     assert {"read", "load_models", "lung_segmentation", "total"} <= set(doc["timings_s"])

@@ -153,6 +153,8 @@ def summary_lines(doc: dict[str, Any], out_dir: Path) -> list[str]:
         f"decision: {d['label']} ({d['positive_slices']}/{d['lung_slices']} positive lung "
         f"slices, ratio {d['positive_slice_ratio'] or 0:.3f}, threshold {d['threshold'] or 0:.3f})",
         f"reason: {d['reason']}",
+        f"lung: {doc['lung']['volume_cm3']:.0f} cm3 (right {doc['lung']['right_cm3']:.0f}, "
+        f"left {doc['lung']['left_cm3']:.0f})",
         f"Corona score: {doc['corona_score_cm3']:.1f} cm3; infection {inf['volume_cm3']:.1f} cm3 "
         f"= {inf['percent_of_lung']:.1f} % of lung (right {inf['right_percent']:.1f} %, "
         f"left {inf['left_percent']:.1f} %); zone-based score {inf['severity_score']}/24",
