@@ -173,3 +173,14 @@ def test_dicom_outputs_from_a_series_with_an_empty_character_set(tmp_path):
     assert not [w for w in doc["warnings"] if "not written" in w]
     assert (out / "seg.dcm").is_file() and (out / "sr.dcm").is_file()
     assert "SpecificCharacterSet" not in pydicom.dcmread(out / "seg.dcm", stop_before_pixels=True)
+
+
+def test_overwrite_leaves_no_empty_capture_folder(phantom_nifti, tmp_path):
+    out = tmp_path / "out"
+    (out / "sc").mkdir(parents=True)
+    (out / "sc" / "sc_0001.dcm").write_bytes(b"old capture")
+    (out / "keep.txt").write_text("mine")
+    assert main(["analyze", str(phantom_nifti), "-o", str(out), "-q", "--overwrite",
+                 "--no-report"]) == 0
+    assert not (out / "sc").exists()  # a NIfTI input writes no captures
+    assert (out / "keep.txt").read_text() == "mine"

@@ -74,6 +74,8 @@ def _clear_previous_outputs(out_dir: Path) -> None:
     if captures.is_dir():
         for dcm in captures.glob("sc_*.dcm"):
             dcm.unlink()
+        if not any(captures.iterdir()):  # this run may write none (e.g. --no-dicom-out)
+            captures.rmdir()
 
 
 class _Progress:
