@@ -155,6 +155,8 @@ def summary_lines(doc: dict[str, Any], out_dir: Path) -> list[str]:
         f"decision: {d['label']} ({d['positive_slices']}/{d['lung_slices']} positive lung "
         f"slices, ratio {d['positive_slice_ratio'] or 0:.3f}, threshold {d['threshold'] or 0:.3f})",
         f"reason: {d['reason']}",
+        *([("measurements below: not an assessment of the lungs (the decision is "
+            "indeterminate; 0 does not mean clean)")] if d["label"] == "indeterminate" else []),
         f"lung: {doc['lung']['volume_cm3']:.0f} cm3 (right {doc['lung']['right_cm3']:.0f}, "
         f"left {doc['lung']['left_cm3']:.0f})",
         f"Corona score: {doc['corona_score_cm3']:.1f} cm3; infection {inf['volume_cm3']:.1f} cm3 "
