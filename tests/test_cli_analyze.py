@@ -187,3 +187,15 @@ def test_overwrite_leaves_no_empty_capture_folder(phantom_nifti, tmp_path):
                  "--no-report"]) == 0
     assert not (out / "sc").exists()  # a NIfTI input writes no captures
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_why_a_dicom_input_gets_no_dicom_outputs_is_in_result_json(tmp_path):
+    """The TotalSegmentator Siemens series has no SeriesInstanceUID, which the SEG and SR
+    must reference: the analysis is written, and result.json says why the objects are not."""
+    out = tmp_path / "out"
+    assert main(["analyze", str(REAL / "totalsegmentator-siemens-dicom"), "-o", str(out), "-q",
+                 "--no-report"]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    skipped = [w for w in doc["warnings"] if w.startswith("DICOM outputs (SEG, SR, SC) were not")]
+    assert len(skipped) == 1 and "no SeriesInstanceUID" in skipped[0]
+    assert not (out / "seg.dcm").exists() and "dicom" not in doc["outputs"]

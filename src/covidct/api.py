@@ -117,7 +117,7 @@ def save_result(result: CaseResult, out_dir: str | Path, *, report: bool = True,
     non-empty folder and overwrite is False, overlaps the input, cannot be created, or
     dicom_out=True for a non-DICOM input.
     """
-    from covidct.export.dicom_objects import dicom_sources_for
+    from covidct.export.dicom_objects import dicom_sources_with_reason
     from covidct.export.outputs import write_outputs
     from covidct.io.output_folder import check_output_folder
 
@@ -125,9 +125,9 @@ def save_result(result: CaseResult, out_dir: str | Path, *, report: bool = True,
     source = result.volume.metadata.get("source_path")
     check_output_folder(Path(source) if source else None, out, overwrite,
                         overwrite_hint="overwrite=True")
-    sources = dicom_sources_for(result.volume, dicom_out)
+    sources, skipped = dicom_sources_with_reason(result.volume, dicom_out)
     return write_outputs(result, out, report=report, dicom_sources=sources,
-                         dicom_required=bool(dicom_out))
+                         dicom_required=bool(dicom_out), dicom_skipped=skipped)
 
 
 def result_schema() -> dict[str, Any]:

@@ -110,7 +110,7 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
     dicom_out: see covidct.export.dicom_objects.dicom_sources_for (None: DICOM SEG/SR/SC
     when the input is DICOM).
     """
-    from covidct.export.dicom_objects import dicom_sources_for
+    from covidct.export.dicom_objects import dicom_sources_with_reason
     from covidct.export.outputs import EXPORT_STAGES, write_outputs
     from covidct.hu_units import require_hounsfield
     from covidct.io import load_volume
@@ -128,7 +128,8 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
         require_hounsfield(volume)
         timings["read"] = round(time.perf_counter() - started, 3)
         t0 = time.perf_counter()
-        sources = dicom_sources_for(volume, dicom_out)  # headers again, for SEG / SR / SC
+        # headers again, for SEG / SR / SC
+        sources, dicom_skipped = dicom_sources_with_reason(volume, dicom_out)
         if sources is not None:
             timings["read_dicom_sources"] = round(time.perf_counter() - t0, 3)
         elif dicom_out is not False:  # no DICOM step after all
@@ -143,7 +144,7 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
             _clear_previous_outputs(out_dir)
         doc = write_outputs(result, out_dir, report=report, timings_s=timings,
                             progress=progress, started=started, dicom_sources=sources,
-                            dicom_required=bool(dicom_out))
+                            dicom_required=bool(dicom_out), dicom_skipped=dicom_skipped)
     finally:
         progress.close()
     return doc

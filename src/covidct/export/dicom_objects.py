@@ -116,15 +116,24 @@ def _default_character_set(ds: Dataset) -> None:
 
 
 def dicom_sources_for(volume: Volume, dicom_out: bool | None) -> list[Dataset] | None:
-    """The source datasets for the DICOM outputs of ``volume``, or None when none are written.
+    """The source datasets for the DICOM outputs of ``volume``, or None when none are written
+    (see `dicom_sources_with_reason`)."""
+    return dicom_sources_with_reason(volume, dicom_out)[0]
+
+
+def dicom_sources_with_reason(volume: Volume, dicom_out: bool | None
+                              ) -> tuple[list[Dataset] | None, str | None]:
+    """(the source datasets for the DICOM outputs of ``volume`` or None, and why a DICOM
+    input gets none: None when it gets them or is not DICOM).
 
     Read again (headers only) from volume.metadata["source_path"]. dicom_out None (the
-    default): written when the input is DICOM and the series can carry them (otherwise a
-    warning says why not); True: required (InputError when impossible); False: never.
-    Callers check this before the analysis, so a failure costs nothing.
+    default): written when the input is DICOM and the series can carry them (otherwise the
+    reason is logged and returned, for result.json); True: required (InputError when
+    impossible); False: never. Callers check this before the analysis, so a failure costs
+    nothing.
     """
     if dicom_out is False:
-        return None
+        return None, None
     meta = volume.metadata
     source = meta.get("source_path")
     if meta.get("format") != "dicom" or not source:
@@ -134,7 +143,7 @@ def dicom_sources_for(volume: Volume, dicom_out: bool | None) -> list[Dataset] |
                 f"reference; the input {source or '(an in-memory volume)'} is "
                 f"{meta.get('format') or 'not DICOM'}. Give the DICOM series, or drop "
                 "--dicom-out.")
-        return None
+        return None, None
     datasets = read_source_datasets(source)
     try:
         source_stack(datasets, meta.get("series_uid")).require_matches(volume)
@@ -142,5 +151,5 @@ def dicom_sources_for(volume: Volume, dicom_out: bool | None) -> list[Dataset] |
         if dicom_out:
             raise
         log.warning("DICOM outputs are not written: %s", exc)
-        return None
-    return datasets
+        return None, str(exc)
+    return datasets, None

@@ -29,13 +29,15 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
                   progress: Callable[[str], None] | None = None,
                   started: float | None = None,
                   dicom_sources: Sequence[Dataset] | None = None,
-                  dicom_required: bool = False) -> dict[str, Any]:
+                  dicom_required: bool = False,
+                  dicom_skipped: str | None = None) -> dict[str, Any]:
     """Write NIfTI, PNGs, result.json and (optionally) report.html into out_dir.
 
     dicom_sources: the datasets of the analysed DICOM series; when given, seg.dcm, sr.dcm
     and sc/ are written too (covidct.export.dicom_objects) and listed under
     outputs["dicom"]. When writing them fails, the error is raised if dicom_required, else
     it becomes a warning in result.json and the other outputs are still written.
+    dicom_skipped: why a DICOM input gets no DICOM outputs (a warning in result.json).
 
     timings_s: timings measured before the analysis (read, load models); the pipeline's
     stage timings, the export steps and a
@@ -76,6 +78,8 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
 
     timings["total"] = total()
     doc = build_result(result, outputs, timings)
+    if dicom_skipped:
+        doc["warnings"].append(f"DICOM outputs (SEG, SR, SC) were not written: {dicom_skipped}")
     if dicom_sources is not None:
         from covidct.export.dicom_objects import write_dicom_outputs
 
