@@ -18,9 +18,9 @@ The lung network also paints domes that are not wholly enclosed (open towards th
 the stomach) as dense lung (`dome_components`). Such a dome, too, rests on soft tissue
 outside the lung, but so can a consolidated lower lobe; the difference is where the dense
 region meets the rest of the body in its own slices: a dome meets the mediastinum or the
-abdomen deep inside the body (median 57-86 mm from the skin on the real series at hand), a
-consolidation the chest wall under the ribs (38-48 mm for the large consolidations of the
-synthetic test corpus), benchmarks/results/lung_domes.txt. Canonical arrays run
+abdomen deep inside the body, a consolidation the chest wall under the ribs. The depth
+threshold was chosen between the two on the real series and the synthetic test corpus;
+its effect: benchmarks/results/lung_domes.txt and lung_anatomy.txt. Canonical arrays run
 inferior -> superior along axis 0 (covidct.io.orient), so "below" is index - 1.
 """
 
