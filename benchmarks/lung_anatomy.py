@@ -67,15 +67,26 @@ def row(name: str, masks: dict[str, np.ndarray], truth: np.ndarray, extra: str =
     return f"{name:32} " + " ".join(f"{x:10.4f}" for x in values) + f"  {extra}"
 
 
+def run_header() -> str:
+    """The first line of a result file: date, CPUs and the git revision measured."""
+    revision = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE,
+                              capture_output=True, text=True).stdout.strip()
+    return f"# {time.strftime('%Y-%m-%d %H:%M')} nproc {os.cpu_count()} revision {revision}"
+
+
+def reference_lung(data: Path, ref: Path | str, volume) -> np.ndarray:
+    """A reference label map (1 right, 2 left, 3 airway) as the lung mask on volume's grid;
+    `ref` is a path, or relative to the data root."""
+    labels, affine = read_nifti_array(ref if isinstance(ref, Path) else data / ref)
+    return np.isin(align_to_grid(labels, affine, volume.affine, volume.shape), (1, 2))
+
+
 def reference_cases(data: Path, synthetic: Path | None):
     """(name, volume, true lung mask, group) of every real series with a reference, then of
     each synthetic case; group is 'real', 'infected' or 'clean'."""
     for name, image, ref in REAL:
         volume = load_volume(data / image)
-        labels, affine = read_nifti_array(ref if isinstance(ref, Path) else data / ref)
-        yield (name, volume,
-               np.isin(align_to_grid(labels, affine, volume.affine, volume.shape), (1, 2)),
-               "real")
+        yield name, volume, reference_lung(data, ref, volume), "real"
     if synthetic is not None:
         from covidct.train.datasets import discover_cases, load_case
 
@@ -93,10 +104,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     bundle = load_bundle(None)
-    revision = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE,
-                              capture_output=True, text=True).stdout.strip()
-    lines = [f"# {time.strftime('%Y-%m-%d %H:%M')} nproc {os.cpu_count()} revision {revision}",
-             f"{'case':32} " + " ".join(f"{v:>10}" for v in VARIANTS)]
+    lines = [run_header(), f"{'case':32} " + " ".join(f"{v:>10}" for v in VARIANTS)]
     print("\n".join(lines), flush=True)
     scores: dict[str, dict[str, list[float]]] = {"infected": {}, "clean": {}}
     for name, volume, truth, group in reference_cases(args.data, args.synthetic):

@@ -17,9 +17,6 @@ negatives, where every cm3 of infection is a false positive.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,25 +24,20 @@ import numpy as np
 import covidct
 from covidct.anatomy import chest_anatomy
 from covidct.diaphragm import dome_holes
-from covidct.io import load_volume, read_nifti_array
+from covidct.io import load_volume
 from covidct.lesions import segment_lesions
 from covidct.lung import combine_with_anatomy, fill_holes_per_slice, predict_lung_labels
 from covidct.models.registry import load_bundle
 from covidct.models.runtime import input_antialias, use_bf16
-from covidct.train.masks import align_to_grid
 from covidct.train.metrics import dice
+from lung_anatomy import REAL, reference_lung, run_header
 
 HERE = Path(__file__).resolve().parent
-REFS = HERE.parent / "tests" / "data" / "reference_masks"
-SERIES = [  # (name, image relative to the data root, reference or None)
-    ("covid-ct-md_P001", "covid-ct-md/P001", REFS / "covid-ct-md_P001.nii.gz"),
-    ("covid-ct-md_cap001", "covid-ct-md/cap001", None),
-    ("covid-ct-md_normal001", "covid-ct-md/normal001", REFS / "covid-ct-md_normal001.nii.gz"),
-    ("lidc-idri-0001", "lidc-idri-0001/LIDC-IDRI-0001.nii.gz", REFS / "lidc-idri-0001.nii.gz"),
-    ("lidc-idri-0003", "lidc-idri-0003/LIDC-IDRI-0003.nii.gz", REFS / "lidc-idri-0003.nii.gz"),
-    ("cip-copdgene-10002K", "cip-copdgene-10002K/ct-64.nrrd",
-     "cip-copdgene-10002K/cip_10002K_lm64_1right_2left_3airway.nii.gz"),
-]
+# lung_anatomy's real series with a reference, cap001 (none) added; in this order
+REFERENCES = {name: (image, ref) for name, image, ref in REAL}
+REFERENCES["covid-ct-md_cap001"] = ("covid-ct-md/cap001", None)
+SERIES = ["covid-ct-md_P001", "covid-ct-md_cap001", "covid-ct-md_normal001", "lidc-idri-0001",
+          "lidc-idri-0003", "cip-copdgene-10002K"]
 
 
 def reference_domes(reference: np.ndarray, hu: np.ndarray, spacing: tuple[float, ...]
@@ -63,13 +55,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     bundle = load_bundle(None)
-    revision = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE,
-                              capture_output=True, text=True).stdout.strip()
-    lines = [f"# {time.strftime('%Y-%m-%d %H:%M')} nproc {os.cpu_count()} revision {revision}",
+    lines = [run_header(),
              f"{'series':24} {'removed cm3':>11} {'Dice before':>11} {'Dice after':>10} "
              f"{'ref domes cm3':>13} {'infection before':>16} {'after cm3':>9}"]
     print("\n".join(lines), flush=True)
-    for name, image, ref in SERIES:
+    for name in SERIES:
+        image, ref = REFERENCES[name]
         volume = load_volume(args.data / image)
         hu, spacing = volume.hu, volume.spacing_mm
         result = covidct.analyze(volume, bundle)
@@ -87,8 +78,7 @@ def main() -> None:
             infection[flag] = (lesions.labels > 0).sum() * voxel_cm3
         dice_cols = f"{'-':>11} {'-':>10} {'-':>13}"
         if ref is not None:
-            labels, affine = read_nifti_array(ref if isinstance(ref, Path) else args.data / ref)
-            truth = np.isin(align_to_grid(labels, affine, volume.affine, volume.shape), (1, 2))
+            truth = reference_lung(args.data, ref, volume)
             ref_domes = reference_domes(truth, hu, spacing).sum() * voxel_cm3
             dice_cols = (f"{dice(masks[False] > 0, truth):11.4f} "
                          f"{dice(masks[True] > 0, truth):10.4f} {ref_domes:13.1f}")

@@ -107,7 +107,7 @@ def analyze_to_folder(input_path: Path, out_dir: Path, config: AnalysisConfig, *
                       overwrite: bool = False, dicom_out: bool | None = None) -> dict[str, Any]:
     """Read, analyse and write every output; returns the result.json document.
 
-    dicom_out: see covidct.export.dicom_objects.dicom_sources_for (None: DICOM SEG/SR/SC
+    dicom_out: see covidct.export.dicom_objects.dicom_sources_with_reason (None: DICOM SEG/SR/SC
     when the input is DICOM).
     """
     from covidct.export.dicom_objects import dicom_sources_with_reason

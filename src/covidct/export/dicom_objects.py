@@ -115,12 +115,6 @@ def _default_character_set(ds: Dataset) -> None:
         ds.SpecificCharacterSet = [v or "ISO 2022 IR 6" for v in values]
 
 
-def dicom_sources_for(volume: Volume, dicom_out: bool | None) -> list[Dataset] | None:
-    """The source datasets for the DICOM outputs of ``volume``, or None when none are written
-    (see `dicom_sources_with_reason`)."""
-    return dicom_sources_with_reason(volume, dicom_out)[0]
-
-
 def dicom_sources_with_reason(volume: Volume, dicom_out: bool | None
                               ) -> tuple[list[Dataset] | None, str | None]:
     """(the source datasets for the DICOM outputs of ``volume`` or None, and why a DICOM
