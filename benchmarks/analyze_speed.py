@@ -5,7 +5,11 @@ with the DICOM SEG / SR / secondary captures a DICOM input gets), bf16 --no-dico
 measuring wall time, peak RSS of that process (os.wait4) and the per-stage timings it
 records in result.json. Target: <= 20 s wall and <= 3 GB peak with the default models.
 
-    .venv/bin/python benchmarks/analyze_speed.py [--work DIR] [--repeat N]
+--baseline REV adds the default variant of another revision (a git worktree of REV, run
+with its own src/ first on PYTHONPATH), alternating with this tree's, so that a speed-up is
+a ratio measured in one run on this shared, noisy machine.
+
+    .venv/bin/python benchmarks/analyze_speed.py [--work DIR] [--repeat N] [--baseline REV]
 
 Writes benchmarks/results/analyze_speed.json and .md.
 """
@@ -24,6 +28,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS.parent.parent
 TARGET_WALL_S, TARGET_RSS_GB = 20.0, 3.0
 
 
@@ -46,13 +51,19 @@ VARIANTS = (  # (label, precision, extra arguments)
 
 
 def run_once(series: Path, out: Path, precision: str, models: Path | None = None,
-             extra: list[str] | None = None, label: str | None = None) -> dict:
+             extra: list[str] | None = None, label: str | None = None,
+             src: Path | None = None) -> dict:
+    """One `covidct analyze` subprocess; src: another tree's src/ to import covidct from."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "covidct", "analyze", str(series), "-o", str(out), "-q",
            "--precision", precision] + (["--models", str(models)] if models else []) \
         + list(extra or [])
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH"))
+                                            if p)
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -71,6 +82,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temp folder)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per precision")
     parser.add_argument("--models", type=Path, help="models folder (default: shipped)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run the default variant of this git revision, alternating")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="covidct_speed_"))
     series = work / "series"
@@ -78,14 +91,19 @@ def main() -> int:
         case = make_series(series)
     else:
         case = {"reused": str(series)}
+    variants = [(label, precision, extra, None) for label, precision, extra in VARIANTS]
+    baseline = None
+    if args.baseline:
+        baseline = baseline_tree(args.baseline, work)
+        variants.insert(0, (f"baseline {args.baseline}", "bf16", [], baseline["src"]))
     runs = []
     for _ in range(args.repeat):
-        for label, precision, extra in VARIANTS:
+        for label, precision, extra, src in variants:
             runs.append(run_once(series, work / f"out_{precision}", precision, args.models,
-                                 extra, label))
+                                 extra, label, src))
             print(json.dumps(runs[-1]), flush=True)
     best = {v[0]: min((r for r in runs if r["variant"] == v[0]), key=lambda r: r["wall_s"])
-            for v in VARIANTS}
+            for v in variants}
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(),
@@ -96,6 +114,9 @@ def main() -> int:
         "fp32_over_bf16_wall": round(best["fp32"]["wall_s"] / best["bf16"]["wall_s"], 2),
         "dicom_outputs_over_none_wall": round(
             best["bf16"]["wall_s"] / best["bf16 --no-dicom-out"]["wall_s"], 2),
+        "baseline": baseline and {**baseline, "src": str(baseline["src"]),
+                                  "over_this_tree_wall": round(
+                                      best[variants[0][0]]["wall_s"] / best["bf16"]["wall_s"], 2)},
         "target": {"wall_s": TARGET_WALL_S, "peak_rss_gb": TARGET_RSS_GB},
         "meets_target": {v: best[v]["wall_s"] <= TARGET_WALL_S
                          and best[v]["peak_rss_gb"] <= TARGET_RSS_GB
@@ -113,14 +134,41 @@ def main() -> int:
                      + " |")
     lines += ["", f"fp32 / bf16 wall: {report['fp32_over_bf16_wall']}",
               f"with DICOM outputs / without (bf16): {report['dicom_outputs_over_none_wall']}"]
+    if baseline:
+        lines.append(f"baseline {args.baseline} ({baseline['commit'][:12]}) / this tree, default "
+                     f"variant, best wall: {report['baseline']['over_this_tree_wall']}")
+    lines.append(f"this tree: {git_revision()}; best of {args.repeat} per variant")
     for variant, met in report["meets_target"].items():
         lines.append(f"target <= {TARGET_WALL_S} s and <= {TARGET_RSS_GB} GB ({variant}): "
                      f"{'met' if met else 'MISSED'}")
     (RESULTS / "analyze_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if baseline:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                        str(baseline["src"].parent)], check=False)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def git_revision() -> str:
+    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+                           capture_output=True, text=True).stdout.strip()
+    return rev + ("-dirty (src)" if dirty else "")
+
+
+def baseline_tree(rev: str, work: Path) -> dict:
+    """A detached git worktree of `rev` under work/ (its models and code as committed)."""
+    tree = work / "baseline_tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                   capture_output=True, check=False)
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
+                   check=True, capture_output=True)
+    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    return {"rev": rev, "commit": commit, "src": tree / "src"}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,3 @@
-import sys
+from covidct.cli import entry
 
-from covidct.cli import main
-
-sys.exit(main())
+entry()

@@ -40,7 +40,7 @@ import fill_voids
 import numpy as np
 from scipy import ndimage
 
-from covidct.blocks import block_reduce, block_upsample
+from covidct.blocks import block_reduce, block_upsample, bounding_box
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +116,16 @@ def open_in_plane(mask: np.ndarray, radius_mm: float,
     """Morphological opening of each (y, x) slice by a square of half-side `radius_mm` (at
     least one pixel): separable min and max filters, faster than a disk."""
     size = [1] + [2 * max(int(round(radius_mm / float(s))), 1) + 1 for s in spacing_yx_mm]
-    as_bytes = mask.view(np.uint8)
-    return ndimage.maximum_filter(ndimage.minimum_filter(as_bytes, size=size), size=size) > 0
+    out = np.zeros(mask.shape, dtype=bool)
+    if not mask.any():
+        return out
+    # An opening lies inside the mask: filter only its box, grown by the filters' reach so
+    # that the erosion sees the zeros around it as on the whole grid (same result).
+    box = bounding_box(mask, [0] + [n // 2 for n in size[1:]])
+    as_bytes = np.ascontiguousarray(mask[box]).view(np.uint8)
+    out[box] = ndimage.maximum_filter(ndimage.minimum_filter(as_bytes, size=size),
+                                      size=size) > 0
+    return out
 
 
 def fill_body_slices(soft: np.ndarray) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from covidct.export.profile import render_profile
 from covidct.export.render3d import render_3d
 from covidct.export.report import write_report
 from covidct.export.result_json import build_result, write_result_json
+from covidct.heap import release_free_heap
 from covidct.pipeline import CaseResult
 
 log = logging.getLogger(__name__)
@@ -60,14 +63,26 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
             progress(name)
         return timed(name, fn)
 
-    # The NIfTI files (gzip, which releases the GIL) are written on another thread while
-    # matplotlib draws the pictures; their time is recorded as the writer's own duration.
-    if progress is not None:
-        progress("nifti")
-    with ThreadPoolExecutor(max_workers=1) as background:
+    # The NIfTI files (gzip) and the DICOM objects (mostly numpy bit packing and file
+    # writing) are written on other threads while matplotlib draws the pictures: much of
+    # each releases the GIL. Each records its own duration; the total is wall time.
+    dicom_doc = build_result(result, {}, {})  # what the SR reports; no outputs or timings
+    release_free_heap()  # the analysis' freed batches, before the exports' large arrays
+    with _no_cyclic_gc(), ThreadPoolExecutor(max_workers=2) as background:
+        if progress is not None:
+            progress("nifti")
         nifti = background.submit(timed, "nifti", lambda: write_nifti_outputs(result, out_dir))
+        dicom = None
+        if dicom_sources is not None:
+            from covidct.export.dicom_objects import write_dicom_outputs
+
+            if progress is not None:
+                progress("dicom")
+            dicom = background.submit(timed, "dicom", lambda: write_dicom_outputs(
+                result, dicom_sources, out_dir, doc=dicom_doc))
         _write_pictures(result, out_dir, outputs, step)
         outputs.update(nifti.result())
+        dicom_error = dicom.exception() if dicom is not None else None
     if report:
         outputs["report"] = "report.html"
 
@@ -80,28 +95,35 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
     doc = build_result(result, outputs, timings)
     if dicom_skipped:
         doc["warnings"].append(f"DICOM outputs (SEG, SR, SC) were not written: {dicom_skipped}")
-    if dicom_sources is not None:
-        from covidct.export.dicom_objects import write_dicom_outputs
-
-        try:
-            paths = step("dicom", lambda: write_dicom_outputs(result, dicom_sources, out_dir,
-                                                              doc=doc))
-        except Exception as exc:  # highdicom raises many types on unusual source headers
+    if dicom is not None:
+        if dicom_error is not None:  # highdicom raises many types on unusual source headers
             if dicom_required:
-                raise
-            log.warning("DICOM outputs were not written: %s", exc)
-            doc["warnings"].append(f"DICOM outputs (SEG, SR, SC) were not written: {exc}")
+                raise dicom_error
+            log.warning("DICOM outputs were not written: %s", dicom_error)
+            doc["warnings"].append(f"DICOM outputs (SEG, SR, SC) were not written: {dicom_error}")
         else:
-            names = [p.relative_to(out_dir).as_posix() for p in paths]
+            names = [p.relative_to(out_dir).as_posix() for p in dicom.result()]
             doc["outputs"]["dicom"] = {"seg": names[0], "sr": names[1], "sc": names[2:]}
-        timings["total"] = total()
-        doc["timings_s"] = timings
     if report:
         step("report", lambda: write_report(doc, out_dir))
-        timings["total"] = total()
-        doc["timings_s"] = timings
+    timings["total"] = total()
+    doc["timings_s"] = timings
     write_result_json(doc, out_dir / "result.json")
     return doc
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused: the SEG's tens of thousands of small
+    datasets and matplotlib's artists otherwise trigger full collections that each hold
+    the GIL for 0.1-0.3 s while the other threads wait. Collections resume afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _write_pictures(result: CaseResult, out_dir: Path, outputs: dict[str, Any],

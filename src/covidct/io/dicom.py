@@ -220,7 +220,10 @@ def _decode_hu(images: list[CTImage]) -> tuple[np.ndarray, int]:
     integral = all(float(img.slope).is_integer() and float(img.intercept).is_integer()
                    and abs(img.slope) <= 1e4 and abs(img.intercept) <= 1e6 for img in images)
     rows, cols = images[0].shape
-    out = np.empty((len(images), rows, cols), dtype=np.int32 if integral else np.float32)
+    # Integral HU go straight into int16 while every slice fits (real CT does); the first
+    # slice that does not turns the volume into float32 (exact for these integers).
+    out = np.empty((len(images), rows, cols), dtype=np.int16 if integral else np.float32)
+    int16 = np.iinfo(np.int16)
     n_padding = 0
     for k, img in enumerate(images):
         raw = decoded[id(img.dataset)]
@@ -239,12 +242,9 @@ def _decode_hu(images: list[CTImage]) -> tuple[np.ndarray, int]:
         pad |= hu <= PADDING_THRESHOLD_HU
         hu[pad] = PADDING_HU
         n_padding += int(pad.sum())
+        if out.dtype == np.int16 and (hu.min() < int16.min or hu.max() > int16.max):
+            out = out.astype(np.float32)  # slices before k were exact int16
         out[k] = hu
-    if integral:
-        info = np.iinfo(np.int16)
-        if out.min() >= info.min and out.max() <= info.max:
-            return out.astype(np.int16), n_padding
-        return out.astype(np.float32), n_padding
     return out, n_padding
 
 

@@ -7,6 +7,7 @@ than fp32 (see benchmarks/model_speed.py); elsewhere fp32 is used.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -16,8 +17,10 @@ from covidct.errors import ConfigError
 DTYPES = ("auto", "fp32", "bf16")
 
 
+@functools.cache
 def cpu_has_fast_bf16() -> bool:
-    """True when oneDNN reports native bf16 support on this CPU."""
+    """True when oneDNN reports native bf16 support on this CPU (asked once per process:
+    oneDNN's probe takes about 0.2 s)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
