@@ -170,3 +170,24 @@ def test_working_grid_follows_the_spacing():
     assert working_factors((1.0, 0.7, 0.7), 1.4, 2.5) == (2, 2, 2)
     assert working_factors((2.5, 0.82, 0.82), 1.4, 2.5) == (1, 2, 2)
     assert working_factors((2.5, 0.7, 0.7), 1.4, 2.5) == (1, 2, 2)
+
+
+def test_mediastinum_in_the_lung_outline_is_not_consolidation():
+    """The lung outline running 3 mm into the mediastinum (two voxels of soft tissue inside
+    the mask, as on real scans) is no lesion; a consolidation against it is."""
+    hu, lung, _, _, _ = phantom(2, spheres=False)
+    z, y, x = _grid()
+    inner = (z > 4) & (z < 66) & (y > 12) & (y < 130)
+    sliver = inner & (x >= 78) & (x < 81)  # of the 12 mm of mediastinum beside the right lung
+    assert (hu[sliver] > 0).mean() > 0.9
+    lung[sliver] = 1
+    cm3 = np.prod(SPACING) / 1000.0
+    assert np.count_nonzero(sliver) * cm3 > 2.0
+    assert np.count_nonzero(_segment(hu, lung).labels) * cm3 < 0.1
+    # a consolidation in the lung, resting on the mediastinum (a half sphere of 10 mm)
+    cons = ((z - 36) ** 2 + (y - 70) ** 2 + (x - 76.5) ** 2 <= RADIUS_MM**2) & (x < 78)
+    hu[cons] = 20.0
+    found = _segment(hu, lung).labels == CONSOLIDATION
+    assert np.count_nonzero(found & cons) >= 0.8 * np.count_nonzero(cons)
+    away = sliver & (np.abs(z - 36) > 2 * RADIUS_MM)  # the sliver above and below it
+    assert not (found & away).any()

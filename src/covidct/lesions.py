@@ -8,8 +8,9 @@ the lung, on the slices and regions the classifier flagged:
    about ``working_mm`` (a light smoothing that halves the noise at f = 2), then a small 3D
    Gaussian (``smooth_sigma_mm``).
 2. Vessels and airway walls: lung voxels above ``consolidation_min_hu`` (dense) that a
-   per-slice binary opening with a disk of radius ``vessel_radius_mm`` removes (thin
-   bright structures: vessels and bronchial walls cut across or along), grown by
+   per-slice binary opening of the dense lung with a disk of radius ``vessel_radius_mm``
+   removes (thin bright structures: vessels and bronchial walls cut across or along, and
+   the sliver of chest wall or mediastinum the lung outline takes in), grown by
    ``vessel_margin_mm`` to drop their partial-volume rims, plus the airway mask.
    Dense regions wider than the disk survive the opening: consolidation.
 3. Ground-glass opacity (GGO): lung voxels, not vessel or airway, with smoothed HU in
@@ -271,7 +272,10 @@ def segment_lesions(hu: np.ndarray, lung_mask: np.ndarray, airway_mask: np.ndarr
                                          truncate=2.5)
     dense = smooth >= p.consolidation_min_hu
     disk = _disk(p.vessel_radius_mm / min(wy, wx))
-    core = ndimage.binary_erosion(dense, structure=disk)  # centres of disks that fit
+    # centres of disks that fit in the dense lung: the chest wall, mediastinum and
+    # diaphragm are dense and thick too, and the lung mask's outline runs a pixel or two
+    # into them; disks centred there would call that sliver consolidation
+    core = ndimage.binary_erosion(dense & lung_w, structure=disk)
     opened = ndimage.binary_dilation(core, structure=disk) & lung_w
     core &= opened
     if p.tube_sigmas_mm and core.any():  # large vessels (hilum) survive the opening
