@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from covidct.blocks import block_reduce, block_upsample, bounding_box
+from covidct.gut_gas import gut_gas
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class ChestAnatomy:
     body: np.ndarray       # the patient outline, holes filled (no table, no outside air)
     lung_air: np.ndarray   # air in lung-like components, airway included
     airway: np.ndarray     # trachea and the bronchi grown from it
+    gut: np.ndarray        # gas of the stomach, bowel or oesophagus touching the lung air
     components: tuple[dict, ...]  # every air component >= MIN_COMPONENT_CM3, with its verdict
 
 
@@ -291,5 +293,6 @@ def chest_anatomy(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> Che
     body = body_mask(pooled, grid.spacing_mm)
     lung_air, table = lung_air_mask(pooled, body, grid.spacing_mm)
     airway = airway_mask(pooled, lung_air, body, grid.spacing_mm)
-    return ChestAnatomy(grid=grid, body=body, lung_air=lung_air, airway=airway,
-                        components=tuple(table))
+    gut = gut_gas(pooled, lung_air, airway, grid.spacing_mm, gas_hu=GAS_HU, air_hu=AIR_HU)
+    return ChestAnatomy(grid=grid, body=body, lung_air=lung_air & ~gut, airway=airway,
+                        gut=gut, components=tuple(table))

@@ -326,6 +326,7 @@ def combine_with_anatomy(hu: np.ndarray, net_labels: np.ndarray, anatomy: ChestA
     hu, net_labels = hu[box], net_labels[box]
     crop = PooledGrid(f, hu.shape, grid.spacing_mm)  # the box on the pooled grid
     lung_air, airway_p, body = anatomy.lung_air[pbox], anatomy.airway[pbox], anatomy.body[pbox]
+    gut = anatomy.gut[pbox]
 
     air = hu < AIR_HU
     airway = crop.upsample(_dilate_cross(airway_p))
@@ -334,6 +335,8 @@ def combine_with_anatomy(hu: np.ndarray, net_labels: np.ndarray, anatomy: ChestA
     aerated = crop.upsample(_dilate_cross(parenchyma)) & air & ~airway
     net = net_labels > 0
     extra = net & near & ~airway & ~aerated
+    if gut.any():  # the network paints a gas-filled stomach as lung too
+        extra &= ~crop.upsample(_dilate_cross(gut))
     body_cols = anatomy.body[pbox[0]].any(axis=1)  # (z, x') over the full pooled width
     if extra.any():
         # On real scans the network's outline runs a few mm past the lung into the chest
