@@ -43,6 +43,16 @@ def make_series(folder: Path, seed: int = 4242) -> dict:
             "files": len(files), "truth_infection_cm3": case.truth["infection_volume_cm3"]}
 
 
+def series_or_default(series: Path | None, prefix: str) -> Path:
+    """`series`, or (None) make_series() in a new temporary folder: the benchmarks that time
+    one stage on this same 300 x 512 x 512 series share it."""
+    if series is not None:
+        return series
+    folder = Path(tempfile.mkdtemp(prefix=prefix)) / "series"
+    make_series(folder)
+    return folder
+
+
 VARIANTS = (  # (label, precision, extra arguments)
     ("bf16", "bf16", []),                               # the default: DICOM SEG/SR/SC too
     ("bf16 --no-dicom-out", "bf16", ["--no-dicom-out"]),

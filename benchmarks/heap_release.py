@@ -16,7 +16,6 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,12 +39,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=Path)
     args = parser.parse_args()
-    series = args.series
-    if series is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from analyze_speed import make_series
-        series = Path(tempfile.mkdtemp(prefix="covidct_heap_")) / "series"
-        make_series(series)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from analyze_speed import series_or_default
+    series = series_or_default(args.series, "covidct_heap_")
     volume = load_volume(series)
     result = covidct.analyze(volume)
     arrays = {name: value.nbytes for name, value in vars(result).items()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -62,13 +61,10 @@ def main() -> None:
     parser.add_argument("--series", type=Path)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    series = args.series
-    if series is None:
-        import sys
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from analyze_speed import make_series
-        series = Path(tempfile.mkdtemp(prefix="covidct_seg_")) / "series"
-        make_series(series)
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from analyze_speed import series_or_default
+    series = series_or_default(args.series, "covidct_seg_")
     datasets, masks = masks_of(series)
     planes = np.stack([m.astype(np.uint8) for m in masks])           # segment-major
     layouts = {"contiguous (k, rows, cols, segment)": np.ascontiguousarray(
