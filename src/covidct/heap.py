@@ -1,7 +1,7 @@
 """Handing freed heap memory back to the operating system (glibc's malloc_trim).
 
 The analysis allocates many per-batch arrays below glibc's mmap threshold (which grows to
-32 MB); once freed they stay in the process heap: 0.6 GB after a 300-slice series on
+32 MB); once freed they stay in the process heap: 0.55 GB after a 300-slice series on
 this project's test machine (benchmarks/heap_release.py ->
 benchmarks/results/heap_release.txt). The export stage then allocates its large arrays
 (DICOM SEG frames, NIfTI buffers) by mmap on top of that. Returning the free heap first
