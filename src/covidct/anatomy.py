@@ -107,7 +107,7 @@ class ChestAnatomy:
 
     grid: PooledGrid
     body: np.ndarray       # the patient outline, holes filled (no table, no outside air)
-    lung_air: np.ndarray   # air in lung-like components, airway included
+    lung_air: np.ndarray   # air in lung-like components, airway included, organ gas not
     airway: np.ndarray     # trachea and the bronchi grown from it
     gut: np.ndarray        # gas of the stomach, bowel or oesophagus touching the lung air
     components: tuple[dict, ...]  # every air component >= MIN_COMPONENT_CM3, with its verdict

@@ -64,7 +64,7 @@ def gas_bodies(hu_pooled: np.ndarray, lung_air: np.ndarray, airway: np.ndarray,
     voxels around it), top_share (its top's height in the lung's extent, 0 at the lowest
     lung slice), organ (ring_soft >= MIN_RING_SOFT and top_share <= MAX_TOP_SHARE), and
     box / mask (its bounding box grown by the ring and rim reach, its voxels there)."""
-    from covidct.anatomy import open_in_plane
+    from covidct.anatomy import open_in_plane  # here: covidct.anatomy imports this module
 
     gas = (hu_pooled < gas_hu) & lung_air & ~airway
     if not gas.any():

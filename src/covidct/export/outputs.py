@@ -63,9 +63,9 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
             progress(name)
         return timed(name, fn)
 
-    # The NIfTI files (gzip) and the DICOM objects (mostly numpy bit packing and file
-    # writing) are written on other threads while matplotlib draws the pictures: much of
-    # each releases the GIL. Each records its own duration; the total is wall time.
+    # The NIfTI files and the DICOM objects are written on other threads while matplotlib
+    # draws the pictures: they overlap where one of them releases the GIL (gzip, numpy,
+    # PNG encoding). Each records its own duration; the total is wall time.
     dicom_doc = build_result(result, {}, {})  # what the SR reports; no outputs or timings
     release_free_heap()  # the analysis' freed batches, before the exports' large arrays
     with _no_cyclic_gc(), ThreadPoolExecutor(max_workers=2) as background:
