@@ -199,3 +199,19 @@ def test_why_a_dicom_input_gets_no_dicom_outputs_is_in_result_json(tmp_path):
     skipped = [w for w in doc["warnings"] if w.startswith("DICOM outputs (SEG, SR, SC) were not")]
     assert len(skipped) == 1 and "no SeriesInstanceUID" in skipped[0]
     assert not (out / "seg.dcm").exists() and "dicom" not in doc["outputs"]
+
+
+def test_an_interrupt_while_writing_says_the_folder_is_incomplete(phantom_nifti, tmp_path,
+                                                                  capsys, monkeypatch):
+    import covidct.export.outputs as outputs
+
+    def interrupted(result, out_dir, **_):  # Ctrl-C after the first output file
+        (out_dir / "lung_mask.nii.gz").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "write_outputs", interrupted)
+    out = tmp_path / "out"
+    assert main(["analyze", str(phantom_nifti), "-o", str(out), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert "incomplete (no result.json)" in err and "--overwrite" in err
+    assert "interrupted" in err

@@ -267,3 +267,19 @@ def test_the_lists_cover_every_real_volume_file(real_data) -> None:
     found = {str(p.relative_to(real_data)) for p in real_data.rglob("*")
              if p.name.endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"))}
     assert found == set(REAL_CT_FILES) | set(REAL_LABEL_MAPS)
+
+
+def test_nonfinite_block_inside_the_image_is_refused() -> None:
+    """NaN padding reaching the slice border is padding; a NaN block enclosed by the image
+    (a damaged volume) would become 'air' inside the body, so it is refused."""
+    hu = np.full((10, 64, 64), 40.0, dtype=np.float32)
+    hu[:, :, :8] = np.nan                      # padding at the edge: 10 x 64 x 8 voxels
+    volume = Volume.from_spacing(hu, (2.0, 1.0, 1.0))
+    assert np.isfinite(replace_nonfinite(volume).hu).all()
+    small = hu.copy()
+    small[4, 30:35, 30:35] = np.nan            # 25 voxels = 0.05 cm3 inside: a warning
+    assert "not finite" in replace_nonfinite(volume.with_hu(small)).warnings[-1]
+    block = hu.copy()
+    block[2:7, 20:40, 20:40] = np.nan          # 2000 voxels = 4 cm3 inside
+    with pytest.raises(InputError, match=r"4\.0 cm3 .* inside the image \(slices 2-6\)"):
+        replace_nonfinite(volume.with_hu(block))

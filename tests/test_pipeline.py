@@ -144,3 +144,19 @@ def test_shipped_models_measure_synthetic_cases():
     # A few false-positive slices leave a small map: under 1 % of the lung (the benchmark's
     # negatives show at most 0.04 %; this 192-matrix case 0.76 %).
     assert result.metrics.percent_of_lung < 1.0
+
+
+def test_heatmap_infection_method_has_no_ggo_consolidation_split():
+    """The thresholded Grad-CAM mask (--infection-method heatmap) is infection without a
+    density split: no lesion labels, no GGO / consolidation volumes in result.json."""
+    from covidct.export.result_json import build_result
+
+    volume, _, _ = phantom(lesion=True)
+    hu = analyze(volume, AnalysisConfig(), fake_bundle())
+    heat = analyze(volume, AnalysisConfig(infection_method="heatmap"), fake_bundle())
+    assert hu.lesion_labels is not None and heat.lesion_labels is None
+    assert heat.infection_mask.any()
+    assert heat.metrics.ggo_volume_cm3 == 0.0 and heat.metrics.consolidation_volume_cm3 == 0.0
+    assert "ggo_volume_cm3" in build_result(hu, {}, {})["infection"]
+    infection = build_result(heat, {}, {})["infection"]
+    assert "ggo_volume_cm3" not in infection and infection["method"] == "heatmap"

@@ -40,6 +40,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from covidct.errors import InputError
 from covidct.volume import Volume
@@ -57,6 +58,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PADDING_HU = -1024
+# Non-finite voxels enclosed by the image on their slice (not padding at its edges) are a
+# damaged image: as air they would become lung. At least this much of them is refused.
+MAX_ENCLOSED_NONFINITE_CM3 = 1.0
 """HU given to non-finite voxels: air, the usual padding value."""
 
 AIR_PERCENTILE = 0.5
@@ -102,6 +106,7 @@ def replace_nonfinite(volume: Volume) -> Volume:
             f"Every voxel of the volume ({hu.size}) is NaN or infinite: there is no image to "
             "analyse. Check the export (a failed conversion often writes an all-NaN NIfTI) "
             "and export the CT again.")
+    _refuse_enclosed(bad, volume)
     n_nan = int(np.isnan(hu).sum())
     n_posinf = int(np.isposinf(hu).sum())
     n_neginf = n_bad - n_nan - n_posinf
@@ -119,6 +124,29 @@ def replace_nonfinite(volume: Volume) -> Volume:
     )
     logger.debug("replace_nonfinite: %s", message)
     return volume.with_hu(fixed).with_warnings(message)
+
+
+def _refuse_enclosed(bad: np.ndarray, volume: Volume) -> None:
+    """InputError when >= MAX_ENCLOSED_NONFINITE_CM3 of the non-finite voxels `bad` (z, y, x)
+    are enclosed on their slice: in-plane regions that do not reach the slice's border.
+    Padding outside a field of view, or around a resampled volume, reaches the border."""
+    labels, count = ndimage.label(bad, structure=np.array(
+        [[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+         [[0, 0, 0], [0, 0, 0], [0, 0, 0]]]))
+    if count == 0:
+        return
+    edge = np.zeros(count + 1, dtype=bool)
+    for border in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
+        edge[np.unique(border)] = True
+    enclosed = ~edge[labels] & bad
+    cm3 = float(np.count_nonzero(enclosed)) * volume.voxel_volume_mm3 / 1000.0
+    if cm3 >= MAX_ENCLOSED_NONFINITE_CM3:
+        zs = np.flatnonzero(enclosed.any(axis=(1, 2)))
+        raise InputError(
+            f"{cm3:.1f} cm3 of NaN or infinite voxels lie inside the image (slices "
+            f"{zs[0]}-{zs[-1]}), not as padding at its edges: the volume is damaged there, and "
+            "covidct would have to guess the tissue (as air it would become lung). Export or "
+            "convert the CT again from the original series.")
 
 
 @dataclass(frozen=True)

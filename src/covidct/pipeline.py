@@ -186,14 +186,17 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
                           fov_cut_share=coverage.fov_cut_share)
         corona = case_mod.corona_score_cm3(heatmap, lung_mask, positive,
                                            volume.voxel_volume_mm3)
+        # the heatmap mask has no ground glass / consolidation split
+        lesion_labels = None if config.infection_method == "heatmap" else labels
         metrics = case_mod.measure_case(lung_mask, infection, volume.slice_positions_mm(),
-                                        volume.voxel_volume_mm3, corona, lesion_labels=labels,
-                                        affine=volume.affine, density=lesion.density)
+                                        volume.voxel_volume_mm3, corona,
+                                        lesion_labels=lesion_labels, affine=volume.affine,
+                                        density=lesion.density)
 
     return CaseResult(
         volume=volume, config=config, lung_mask=lung_mask, airway_mask=chest.airway,
         heatmap=heatmap, coverage=coverage,
-        infection_mask=infection, lesion_labels=labels, prob=prob, has_lung=has_lung,
+        infection_mask=infection, lesion_labels=lesion_labels, prob=prob, has_lung=has_lung,
         positive=positive, box=box,
         decision=decision, metrics=metrics,
         models={"lung": _model_info(bundle.lung), "classifier": _model_info(bundle.classifier)},

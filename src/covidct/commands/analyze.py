@@ -186,10 +186,19 @@ def summary_lines(doc: dict[str, Any], out_dir: Path) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    doc = analyze_to_folder(args.input, args.output, config, series_uid=args.series,
-                            models_dir=args.models, report=not args.no_report,
-                            quiet=args.quiet, overwrite=args.overwrite,
-                            dicom_out=args.dicom_out)
+    try:
+        doc = analyze_to_folder(args.input, args.output, config, series_uid=args.series,
+                                models_dir=args.models, report=not args.no_report,
+                                quiet=args.quiet, overwrite=args.overwrite,
+                                dicom_out=args.dicom_out)
+    except KeyboardInterrupt:
+        out = args.output
+        if out.is_dir() and any(out.iterdir()) and not (out / "result.json").exists():
+            # interrupted while writing: what is there is not a result (no result.json)
+            print(f"covidct analyze: interrupted while writing {out}: its files are "
+                  "incomplete (no result.json). Delete the folder, or run again with "
+                  "--overwrite.", file=sys.stderr)
+        raise
     if not args.quiet:
         print("\n".join(summary_lines(doc, args.output)))
     return 0

@@ -108,8 +108,9 @@ def build_result(result: CaseResult, outputs: dict[str, str],
                        for k, v in asdict(z).items()} for z in m.zones],
             "severity_score": m.severity_score,  # the zone-based score, 0-24
             "method": result.config.infection_method,
-            "ggo_volume_cm3": round(m.ggo_volume_cm3, 3),
-            "consolidation_volume_cm3": round(m.consolidation_volume_cm3, 3),
+            **({} if result.lesion_labels is None else {  # no split of a heatmap mask
+                "ggo_volume_cm3": round(m.ggo_volume_cm3, 3),
+                "consolidation_volume_cm3": round(m.consolidation_volume_cm3, 3)}),
             "halves": [{k: (round(v, 3) if isinstance(v, float) else v)
                         for k, v in asdict(h).items()} for h in m.halves],
         },
