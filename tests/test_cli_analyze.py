@@ -215,3 +215,18 @@ def test_an_interrupt_while_writing_says_the_folder_is_incomplete(phantom_nifti,
     err = capsys.readouterr().err
     assert "incomplete (no result.json)" in err and "--overwrite" in err
     assert "interrupted" in err
+
+
+def test_a_full_disk_is_a_message_not_a_traceback(phantom_nifti, tmp_path, capsys,
+                                                  monkeypatch):
+    import errno
+
+    import covidct.export.outputs as outputs
+
+    def full(result, out_dir, **_):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "seg.dcm"))
+
+    monkeypatch.setattr(outputs, "write_outputs", full)
+    assert main(["analyze", str(phantom_nifti), "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "seg.dcm" in err and "Traceback" not in err

@@ -67,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout is gone: point it at devnull so the interpreter's final flush stays quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports SIGPIPE
+    except OSError as exc:  # a full disk, a folder gone mid-run: the machine, not the input
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"covidct {args.command}: error: could not write or read{where}: "
+              f"{exc.strerror or exc}. Free space or fix the folder's permissions, then run "
+              "again (with --overwrite where a folder holds partial outputs).", file=sys.stderr)
+        return 1
 
 
 def entry() -> NoReturn:  # pragma: no cover (exits the process)
@@ -81,7 +87,7 @@ def entry() -> NoReturn:  # pragma: no cover (exits the process)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):  # reader gone, or stream closed
+        except (OSError, ValueError):  # reader gone, disk full, or stream closed
             pass
     logging.shutdown()
     os._exit(code)
