@@ -228,6 +228,14 @@ def test_uids_are_deterministic_per_series_version_and_models(written, tmp_path)
         "1.2.3", __version__, {"lung": {"sha256": "b"}}).uid("seg instance")
     assert new_models.uid("seg instance") != OutputUIDs.for_result(
         "1.2.3", "9.9.9", {"lung": {"sha256": "a"}}).uid("seg instance")
+    # other settings make another result: another object
+    settings = result.config.to_dict()
+    heatmap = {**settings, "infection_method": "heatmap"}
+    same = OutputUIDs.for_result("1.2.3", __version__, result.models, settings)
+    assert same.uid("seg instance") == OutputUIDs.for_result(
+        "1.2.3", __version__, result.models, dict(reversed(settings.items()))).uid("seg instance")
+    assert same.uid("seg instance") != OutputUIDs.for_result(
+        "1.2.3", __version__, result.models, heatmap).uid("seg instance")
 
 
 def test_wrong_source_series_is_refused(written, tmp_path):

@@ -115,6 +115,19 @@ def localization_maps(volume: Volume, lung_mask: np.ndarray, prob: np.ndarray,
     return heatmap
 
 
+def resolve_config(config: AnalysisConfig, bundle: Any) -> AnalysisConfig:
+    """The configuration an analysis with `bundle` runs with: thresholds left unset (None)
+    take the classifier's model card values. CaseResult.config holds this one."""
+    spec = bundle.classifier.spec
+    return replace(
+        config,
+        slice_threshold=(config.slice_threshold if config.slice_threshold is not None
+                         else float(spec.slice_threshold)),
+        case_threshold=(config.case_threshold if config.case_threshold is not None
+                        else float(spec.case_threshold)),
+    )
+
+
 def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
             progress: ProgressFn | None = None) -> CaseResult:
     """Analyse one CT volume with a loaded ModelBundle (lung, classifier).
@@ -130,14 +143,7 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
     volume = replace_nonfinite(volume)
     require_hounsfield(volume)
 
-    spec = bundle.classifier.spec
-    config = replace(
-        config,
-        slice_threshold=(config.slice_threshold if config.slice_threshold is not None
-                         else float(spec.slice_threshold)),
-        case_threshold=(config.case_threshold if config.case_threshold is not None
-                        else float(spec.case_threshold)),
-    )
+    config = resolve_config(config, bundle)
     timings: dict[str, float] = {}
     z = volume.shape[0]
 

@@ -61,7 +61,8 @@ def write_dicom_outputs(result: CaseResult, source_datasets: Sequence[Dataset],
     stack = source_stack(source_datasets, series_key)
     stack = replace(stack, datasets=tuple(_header_copy(ds) for ds in stack.datasets))
     stack.require_matches(result.volume)
-    uids = OutputUIDs.for_result(stack.series_uid, __version__, result.models)
+    uids = OutputUIDs.for_result(stack.series_uid, __version__, result.models,
+                                 result.config.to_dict())
     if doc is None:
         doc = build_result(result, {}, {})
     with warnings.catch_warnings():

@@ -38,15 +38,17 @@ class OutputProducer:
 
     def expected_series_uids(self, source_series_uid: str) -> dict[str, str]:
         """The SeriesInstanceUIDs this producer's SEG, SR and SC of ``source_series_uid``
-        get (deterministic per source series, covidct version and model sha256s,
+        get (deterministic per source series, covidct version, model sha256s and settings,
         covidct.export.dicom_uids): how the worker finds outputs already in the PACS."""
         from covidct import __version__
         from covidct.export.dicom_uids import OutputUIDs
+        from covidct.pipeline import resolve_config
 
         bundle = self._models()
         models = {"lung": {"sha256": bundle.lung.sha256},
                   "classifier": {"sha256": bundle.classifier.sha256}}
-        uids = OutputUIDs.for_result(source_series_uid, __version__, models)
+        settings = resolve_config(self.config, bundle).to_dict()  # as analyze() runs it
+        uids = OutputUIDs.for_result(source_series_uid, __version__, models, settings)
         return {kind: uids.uid(role) for kind, role in SERIES_ROLES.items()}
 
     def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:
