@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,10 @@ def test_truncated_file_in_a_series_is_named_as_possibly_cut_short(tmp_path: Pat
     text = " ".join(volume.warnings)
     assert "cut short" in text and files[5].name in text
     assert (real / files[5].name).stat().st_size == len(data)  # the original is untouched
+    # the DICOM outputs read the headers again: pydicom's complaints are not repeated
+    from covidct.export.dicom_objects import dicom_sources_with_reason
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sources, _ = dicom_sources_with_reason(volume, None)
+    assert sources is not None and not [w for w in caught if "pydicom" in w.filename]

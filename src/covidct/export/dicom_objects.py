@@ -26,6 +26,7 @@ from covidct.export.dicom_seg import build_seg
 from covidct.export.dicom_sr import build_sr
 from covidct.export.dicom_uids import OutputUIDs
 from covidct.io.dicom_source import read_source_datasets, source_stack
+from covidct.io.library_warnings import collect
 from covidct.pipeline import CaseResult
 from covidct.volume import Volume
 
@@ -139,7 +140,8 @@ def dicom_sources_with_reason(volume: Volume, dicom_out: bool | None
                 f"{meta.get('format') or 'not DICOM'}. Give the DICOM series, or drop "
                 "--dicom-out.")
         return None, None
-    datasets = read_source_datasets(source)
+    with collect("pydicom"):  # the same files again: loading the volume reported their warnings
+        datasets = read_source_datasets(source)
     try:
         source_stack(datasets, meta.get("series_uid")).require_matches(volume)
     except InputError as exc:
