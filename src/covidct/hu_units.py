@@ -58,10 +58,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PADDING_HU = -1024
+"""HU given to non-finite voxels: air, the usual padding value."""
+
 # Non-finite voxels enclosed by the image on their slice (not padding at its edges) are a
 # damaged image: as air they would become lung. At least this much of them is refused.
 MAX_ENCLOSED_NONFINITE_CM3 = 1.0
-"""HU given to non-finite voxels: air, the usual padding value."""
 
 AIR_PERCENTILE = 0.5
 """Percentile (of the finite voxels) that must reach air."""
@@ -91,7 +92,9 @@ def replace_nonfinite(volume: Volume) -> Volume:
     Returns ``volume`` itself when every voxel is finite (integer arrays are not
     scanned). Otherwise a new Volume with a copied array of the same dtype and
     shape and one warning saying how many voxels (and what % of the volume) were
-    non-finite. The caller's array is never modified.
+    non-finite. The caller's array is never modified. Raises InputError when every voxel
+    is non-finite, or when >= MAX_ENCLOSED_NONFINITE_CM3 of them lie enclosed by the image
+    on their slice (a damaged volume, not padding).
     """
     hu = volume.hu
     if not np.issubdtype(hu.dtype, np.floating) or hu.size == 0:
