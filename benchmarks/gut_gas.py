@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from covidct.anatomy import chest_anatomy
+from covidct.anatomy import GAS_HU, chest_anatomy
 from covidct.gut_gas import gas_bodies
 from covidct.io import load_volume
 from covidct.lung import combine_with_anatomy, predict_lung_labels
@@ -47,7 +47,8 @@ def measure(name: str, volume, bundle) -> list[str]:
     anatomy = chest_anatomy(volume.hu, volume.spacing_mm)
     grid = anatomy.grid
     pooled = grid.pool(volume.hu)
-    bodies = gas_bodies(pooled, anatomy.lung_air | anatomy.gut, anatomy.airway, grid.spacing_mm)
+    bodies = gas_bodies(pooled, anatomy.lung_air | anatomy.gut, anatomy.airway, grid.spacing_mm,
+                        gas_hu=GAS_HU)
     without = replace(anatomy, lung_air=anatomy.lung_air | anatomy.gut,
                       gut=np.zeros_like(anatomy.gut))
     cm3 = float(np.prod(volume.spacing_mm)) / 1000.0

@@ -107,3 +107,26 @@ def test_lungs_cut_by_the_field_of_view_are_indeterminate():
     assert d.label == INDETERMINATE and "field of view" in d.reason
     lung[:, :, 0] = 0
     assert chest_coverage(lung, has, np.arange(30) * 10.0, 1000.0).fov_cut_share == 0.0
+
+
+def test_open_in_plane_inside_the_box_equals_the_whole_grid():
+    """open_in_plane filters only the mask's box grown by the filters' reach: the result is
+    the separable min/max opening of the whole grid, on masks touching the edges too."""
+    from scipy import ndimage
+
+    from covidct.anatomy import open_in_plane
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(8, 40, 3))
+        mask = np.zeros(shape, dtype=bool)
+        for _ in range(int(rng.integers(1, 5))):  # blocks, thin ones too, some at the edges
+            z0, y0, x0 = (int(rng.integers(0, n)) for n in shape)
+            dy, dx = (int(d) for d in rng.integers(1, 12, 2))
+            mask[z0:z0 + 3, y0:y0 + dy, x0:x0 + dx] = True
+        radius, spacing = float(rng.choice([0.5, 1.5, 3.0])), (0.7, 1.0)
+        size = [1] + [2 * max(int(round(radius / s)), 1) + 1 for s in spacing]
+        whole = ndimage.maximum_filter(ndimage.minimum_filter(mask.view(np.uint8), size=size),
+                                       size=size) > 0
+        np.testing.assert_array_equal(open_in_plane(mask, radius, spacing), whole)
+    assert not open_in_plane(np.zeros((2, 5, 5), bool), 1.0, (1.0, 1.0)).any()

@@ -41,8 +41,8 @@ RIM_VOXELS = 3
 
 
 def gut_gas(hu_pooled: np.ndarray, lung_air: np.ndarray, airway: np.ndarray,
-            spacing_mm: tuple[float, float, float], *, gas_hu: float = -950.0,
-            air_hu: float = -400.0) -> np.ndarray:
+            spacing_mm: tuple[float, float, float], *, gas_hu: float,
+            air_hu: float) -> np.ndarray:
     """(z, y, x) bool on the pooled grid: the organ gas inside `lung_air` (see the module
     docstring), grown by its rim; hu_pooled in HU, spacing_mm the pooled grid's (dz, dy, dx).
     The airway is never organ gas here (its ring is cartilage and mediastinum too)."""
@@ -57,7 +57,7 @@ def gut_gas(hu_pooled: np.ndarray, lung_air: np.ndarray, airway: np.ndarray,
 
 
 def gas_bodies(hu_pooled: np.ndarray, lung_air: np.ndarray, airway: np.ndarray,
-               spacing_mm: tuple[float, float, float], *, gas_hu: float = -950.0
+               spacing_mm: tuple[float, float, float], *, gas_hu: float
                ) -> list[dict]:
     """Every solid body of pure gas of at least MIN_CM3 in `lung_air` (airway excluded):
     dicts with volume_cm3, z_first, z_last, ring_soft (share of soft tissue in the ring 1-4

@@ -115,8 +115,8 @@ def write_outputs(result: CaseResult, out_dir: Path, *, report: bool = True,
 @contextlib.contextmanager
 def _no_cyclic_gc() -> Iterator[None]:
     """Python's cyclic garbage collector paused: the SEG's tens of thousands of small
-    datasets and matplotlib's artists otherwise trigger full collections that each hold
-    the GIL for 0.1-0.3 s while the other threads wait. Collections resume afterwards."""
+    datasets and matplotlib's artists otherwise trigger full collections that hold the
+    GIL while the other threads wait. Collections resume afterwards."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
