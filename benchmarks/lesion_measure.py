@@ -15,7 +15,8 @@ Corpora:
 - real LIDC-IDRI CT with inserted lesions (``covidct synth --insert-into``, 18 cases with
   truth; 2 untouched),
 - real covid-ct-md series P001, cap001, normal001 with radiologists' slice (and for P001
-  lobe) labels: does the infection mask fall on labelled slices; normal001's volume.
+  lobe) labels (P001 and cap001 in the corrected order of benchmarks/labels): does the
+  infection mask fall on labelled slices; normal001's volume.
 
 Measured: lesion Dice (median over cases with infection), infection volume median relative
 error (absolute and signed) and Spearman against the truth volume, Corona score Spearman,
@@ -148,7 +149,11 @@ def real_series(root: Path, cache: Path, box: dict) -> list[dict]:
     rows = []
     for name, lobes in (("P001", True), ("cap001", False), ("normal001", False)):
         row, volume, masks = measure(f"real_{name}", root / name, cache, box, None)
-        labels = match_slice_labels(volume, root / "labels" / f"{name}.csv", lobes=lobes)
+        # P001 and cap001: the shared labels in corrected slice order
+        # (benchmarks/covid_ct_md_label_order.py); normal001's are all 0.
+        fixed = Path(__file__).resolve().parent / "labels" / "covid-ct-md" / f"{name}.csv"
+        labels = match_slice_labels(volume, fixed if fixed.is_file()
+                                    else root / "labels" / f"{name}.csv", lobes=lobes)
         ill, clean = labels.infection == 1, labels.infection == 0
         for key in ("before", "after"):
             m = masks[key]

@@ -288,3 +288,64 @@ def test_real_covid_ct_md_csv_matches_every_slice(real_data: Path) -> None:
                                 lobes=True)
     assert int(labels.labelled.sum()) == 148 == volume.shape[0]
     assert int((labels.infection == 1).sum()) == 80
+
+
+# --------------------------------------------------------------------------- label order
+
+
+def _lobes(z: np.ndarray, spans: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
+    return {name: ((z >= lo) & (z <= hi)).astype(np.int8) for name, (lo, hi) in spans.items()}
+
+
+def test_lobe_labels_in_anatomical_order_raise_nothing_and_reversed_ones_are_named() -> None:
+    from covidct.train.label_order import lobe_order_contradiction
+
+    z = np.arange(-300.0, -50.0, 2.0)  # +superior, like ImagePositionPatient z
+    anatomical = _lobes(z, {"RUL": (-140, -60), "RML": (-200, -150), "RLL": (-290, -120),
+                            "LUL": (-180, -60), "LLL": (-290, -130)})
+    assert lobe_order_contradiction(z, anatomical) is None
+    mirrored = {name: flags[::-1] for name, flags in anatomical.items()}
+    note = lobe_order_contradiction(z, mirrored)
+    assert note is not None and "reversed slice order" in note
+    assert "RUL" in note and "RML" in note and "LUL" in note and "LLL" in note
+    # Only lower lobes labelled (a lower-lobe pneumonia): anatomy cannot tell the order.
+    lower_only = {name: flags for name, flags in mirrored.items() if name in ("RLL", "LLL")}
+    assert lobe_order_contradiction(z, lower_only) is None
+    # One pair in order is enough to say nothing (the lobes overlap in z).
+    mixed = dict(mirrored, LUL=anatomical["LUL"], LLL=anatomical["LLL"])
+    assert lobe_order_contradiction(z, mixed) is None
+    # Rows without a label (-1) are not labelled slices.
+    unlabelled = {name: np.where(flags == 1, flags, -1).astype(np.int8)
+                  for name, flags in mirrored.items()}
+    assert lobe_order_contradiction(z, unlabelled) == note
+
+
+def test_covid_ct_md_labels_as_shipped_are_flagged_and_the_rewritten_ones_are_their_mirror(
+        real_data: Path) -> None:
+    """The shared P001 lobe labels put the right upper lobe below the middle and lower lobes;
+    benchmarks/labels holds the same rows with the label columns reversed, which pass."""
+    import csv
+
+    from covidct.io import load_volume
+    from covidct.train.label_order import lobe_order_contradiction
+
+    repo = Path(__file__).resolve().parents[1]
+    volume = load_volume(real_data / "covid-ct-md" / "P001")
+    z = volume.slice_positions_mm()
+    shipped_csv = real_data / "covid-ct-md" / "labels" / "P001.csv"
+    fixed_csv = repo / "benchmarks" / "labels" / "covid-ct-md" / "P001.csv"
+    shipped = match_slice_labels(volume, shipped_csv, lobes=True)
+    fixed = match_slice_labels(volume, fixed_csv, lobes=True)
+    note = lobe_order_contradiction(z, shipped.lobes)
+    assert note is not None and "RUL" in note and "RML" in note
+    assert lobe_order_contradiction(z, fixed.lobes) is None
+    for name in ("P001", "cap001"):
+        with (real_data / "covid-ct-md" / "labels" / f"{name}.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        with (repo / "benchmarks" / "labels" / "covid-ct-md" / f"{name}.csv").open() as f:
+            mirrored = list(csv.DictReader(f))
+        assert [r["file"] for r in mirrored] == [r["file"] for r in rows]
+        assert [r["image_position_z_mm"] for r in mirrored] == \
+            [r["image_position_z_mm"] for r in rows]
+        for column in ("infection", "LLL", "LUL", "RLL", "RML", "RUL"):
+            assert [r[column] for r in mirrored] == [r[column] for r in reversed(rows)]

@@ -31,7 +31,9 @@ Study keys:
   (`Volume.slice_positions_mm`) lies within 0.5 mm; a row matching no slice, or two rows
   matching one slice, is an error. Slices without a row are not scored.
 - ``lobe_labels`` (optional, default false): the same CSV also holds lobe columns LLL, LUL,
-  RLL, RML, RUL (0/1); the report carries the count of labelled slices per lobe.
+  RLL, RML, RUL (0/1); the report carries the count of labelled slices per lobe, and a
+  note (and a logged warning) when the lobes' craniocaudal order contradicts anatomy, the
+  sign of label rows in reversed slice order (`covidct.train.label_order`).
 - ``reference_mask`` (optional): a label map on the CT's voxel grid (NIfTI uint8): 1 right
   lung, 2 left lung, 3 airway; labels >= 3 are not lung. A reference file that does not
   exist (yet) is skipped with a note, not an error.
@@ -70,6 +72,7 @@ import numpy as np
 
 from covidct.decision import COVID_SUSPECTED, INDETERMINATE, NOT_SUSPECTED
 from covidct.errors import ConfigError, DataError
+from covidct.train.label_order import lobe_order_contradiction
 from covidct.train.metrics import dice, roc_auc, sensitivity_specificity
 from covidct.volume import Volume
 
@@ -429,6 +432,11 @@ def evaluate_study(spec: StudySpec, bundle: Any, *, config: Any = None) -> Study
     # Labels are matched before the (slow) analysis so a wrong CSV fails fast.
     labels = (match_slice_labels(volume, spec.slice_labels, lobes=spec.lobe_labels)
               if spec.slice_labels is not None else None)
+    if labels is not None and labels.lobes is not None:
+        contradiction = lobe_order_contradiction(volume.slice_positions_mm(), labels.lobes)
+        if contradiction:
+            logger.warning("%s: %s.", spec.name, contradiction)
+            notes.append(contradiction)
     t = time.perf_counter()
     result = analyze(volume, config if config is not None else AnalysisConfig(), bundle)
     timings["analysis"] = time.perf_counter() - t
