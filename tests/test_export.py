@@ -55,7 +55,16 @@ def test_result_json_schema(written):
     assert [s["index"] for s in slices] == list(range(result.volume.shape[0]))
     np.testing.assert_allclose([s["z_mm"] for s in slices], result.volume.slice_positions_mm(),
                                atol=1e-3)
-    assert set(slices[0]) == {"index", "z_mm", "has_lung", "probability", "positive"}
+    assert set(slices[0]) == {"index", "z_mm", "has_lung", "probability", "positive",
+                              "classifier_probability", "ggo_area_cm2"}
+    for s, k in zip(slices, range(len(slices)), strict=True):
+        if result.has_lung[k]:
+            assert s["probability"] == pytest.approx(float(result.prob[k]), abs=1e-5)
+            assert s["classifier_probability"] == pytest.approx(
+                float(result.classifier_prob[k]), abs=1e-5)
+            assert s["ggo_area_cm2"] == pytest.approx(float(result.ggo_area_cm2[k]), abs=1e-3)
+        else:
+            assert s["classifier_probability"] is None and s["ggo_area_cm2"] is None
     assert {"read", "lung_segmentation", "localization", "export_nifti", "total"} <= set(
         doc["timings_s"])
     assert doc["models"]["classifier"]["sha256"] == "1" * 64

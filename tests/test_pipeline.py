@@ -160,3 +160,36 @@ def test_heatmap_infection_method_has_no_ggo_consolidation_split():
     assert "ggo_volume_cm3" in build_result(hu, {}, {})["infection"]
     infection = build_result(heat, {}, {})["infection"]
     assert "ggo_volume_cm3" not in infection and infection["method"] == "heatmap"
+
+
+def test_slice_probability_adds_the_ggo_evidence_and_the_corona_score_keeps_gozes():
+    import torch
+
+    from covidct.lesions import GGO
+
+    volume, _, lesion = phantom(lesion=True)
+    weak = fake_bundle()  # a classifier that sees only the lesion's thickest slices
+    with torch.no_grad():
+        weak.classifier.module.bias.fill_(-80.0)
+    result = analyze(volume, AnalysisConfig(precision="fp32"), weak)
+    lung, cp, p, ggo = result.has_lung, result.classifier_prob, result.prob, result.ggo_area_cm2
+    _, dy, dx = result.volume.spacing_mm
+    np.testing.assert_allclose(
+        ggo, (result.lesion_labels == GGO).sum(axis=(1, 2)) * dy * dx / 100.0, rtol=1e-6)
+    assert ggo.max() > 1.0  # the phantom's lesion holds ground glass: the test bites
+    expected = 1.0 - (1.0 - cp) * np.exp(-ggo / result.config.ggo_evidence_cm2)
+    np.testing.assert_allclose(p[lung], expected[lung], atol=1e-5)
+    np.testing.assert_array_equal(result.positive, lung & (p >= result.config.slice_threshold))
+    # The classifier alone (0): the probability is its own. The GGO adds the lesion's thin
+    # end slices the classifier missed, and only lesion slices.
+    alone = analyze(volume, AnalysisConfig(precision="fp32", ggo_evidence_cm2=0.0), weak)
+    np.testing.assert_array_equal(alone.prob, alone.classifier_prob)
+    np.testing.assert_allclose(alone.classifier_prob, cp, atol=1e-6)
+    added = result.positive & ~alone.positive
+    assert added.sum() >= 2 and not (alone.positive & ~result.positive).any()
+    assert lesion.any(axis=(1, 2))[added].all()
+    # The Corona score sums the maps over the classifier's positive slices (Gozes et al.):
+    # the same either way.
+    assert alone.metrics.corona_score_cm3 == pytest.approx(result.metrics.corona_score_cm3)
+    with pytest.raises(ConfigError, match="ggo_evidence_cm2"):
+        AnalysisConfig(ggo_evidence_cm2=-1.0)

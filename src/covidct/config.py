@@ -35,6 +35,11 @@ class AnalysisConfig:
         "help": "where the infection mask and volumes come from: hu (GGO/consolidation from "
                 "HU inside the lung, gated by the classifier; covidct.lesions) or heatmap "
                 "(the thresholded Grad-CAM maps of Gozes et al. 2020)"})
+    ggo_evidence_cm2: float = field(default=4.0, metadata={
+        "help": "ground-glass area on a slice (cm2) at which the lesion measure's evidence "
+                "reaches 0.63 in the slice probability (noisy-OR with the classifier; "
+                "covidct.slice_evidence); 0: the classifier's probability alone, as in "
+                "Gozes et al. 2020"})
     heatmap_threshold: float = field(default=0.05, metadata={
         "help": "fused Grad-CAM value (0-1) above which a lung voxel is a lesion candidate"})
     infection_sigma_mm: float = field(default=2.0, metadata={
@@ -64,6 +69,9 @@ class AnalysisConfig:
             raise ConfigError(
                 f"infection_method must be one of {', '.join(INFECTION_METHODS)}; "
                 f"got {self.infection_method!r}.")
+        if not 0.0 <= self.ggo_evidence_cm2 < float("inf"):
+            raise ConfigError(f"ggo_evidence_cm2 must be >= 0 (0 turns it off); "
+                              f"got {self.ggo_evidence_cm2}.")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}.")
         if self.infection_sigma_mm < 0:

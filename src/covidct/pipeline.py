@@ -19,8 +19,9 @@ from covidct import case as case_mod
 from covidct.config import AnalysisConfig
 from covidct.coverage import ChestCoverage, chest_coverage
 from covidct.gradcam import fuse_cams, raw_gradcams
-from covidct.lesions import segment_lesions
+from covidct.lesions import GGO, segment_lesions
 from covidct.preprocess import CropBox, classifier_input, paste_back
+from covidct.slice_evidence import fuse, slice_area_cm2
 from covidct.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class CaseResult:
                                     # inside the lung on the explained slices
                                     # (config.explain), else 0
     infection_mask: np.ndarray      # uint8 0/1: lesion_labels > 0 (config.infection_method)
-    prob: np.ndarray                # (z,) p(abnormal); 0 where a slice has no lung
+    prob: np.ndarray                # (z,) p(abnormal): classifier and GGO evidence
+                                    # (covidct.slice_evidence); 0 where a slice has no lung
     has_lung: np.ndarray            # (z,) bool
     positive: np.ndarray            # (z,) bool: has lung and prob >= slice threshold
     box: CropBox | None
@@ -52,6 +54,9 @@ class CaseResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     coverage: ChestCoverage | None = None
     lesion_labels: np.ndarray | None = None  # uint8 0 / 1 GGO / 2 consolidation (covidct.lesions)
+    classifier_prob: np.ndarray | None = None  # (z,) the slice classifier's p alone; its
+                                               # positive slices are the ones Grad-CAM explains
+    ggo_area_cm2: np.ndarray | None = None  # (z,) the lesion measure's GGO area per slice
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -179,6 +184,14 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
         else:
             labels = lesion.labels
         infection = (labels > 0).astype(np.uint8)
+        # The Gozes et al. quantities above (Grad-CAM, the lesion gate) and the Corona score
+        # below use the classifier's positive slices; the slice probability and the
+        # decision use both kinds of evidence.
+        classifier_prob, classifier_positive = prob, positive
+        ggo_cm2 = slice_area_cm2(lesion.labels == GGO, volume.spacing_mm)
+        prob = np.where(has_lung, fuse(classifier_prob, ggo_cm2, config.ggo_evidence_cm2),
+                        0.0).astype(np.float32)
+        positive = has_lung & (prob >= config.slice_threshold)
 
     with _stage(STAGES[4], timings, progress):
         _, dy, dx = volume.spacing_mm
@@ -190,7 +203,7 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
                           slice_spacing_mm=volume.spacing_mm[0],
                           lung_extent_mm=coverage.lung_extent_mm,
                           fov_cut_share=coverage.fov_cut_share)
-        corona = case_mod.corona_score_cm3(heatmap, lung_mask, positive,
+        corona = case_mod.corona_score_cm3(heatmap, lung_mask, classifier_positive,
                                            volume.voxel_volume_mm3)
         # the heatmap mask has no ground glass / consolidation split
         lesion_labels = None if config.infection_method == "heatmap" else labels
@@ -203,7 +216,7 @@ def analyze(volume: Volume, config: AnalysisConfig, bundle: Any,
         volume=volume, config=config, lung_mask=lung_mask, airway_mask=chest.airway,
         heatmap=heatmap, coverage=coverage,
         infection_mask=infection, lesion_labels=lesion_labels, prob=prob, has_lung=has_lung,
-        positive=positive, box=box,
+        positive=positive, box=box, classifier_prob=classifier_prob, ggo_area_cm2=ggo_cm2,
         decision=decision, metrics=metrics,
         models={"lung": _model_info(bundle.lung), "classifier": _model_info(bundle.classifier)},
         timings_s=timings,

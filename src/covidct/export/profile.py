@@ -1,4 +1,5 @@
-"""slice_profile.png: p(abnormal) per slice against z (mm), with the slice threshold."""
+"""slice_profile.png: p(abnormal) per slice against z (mm), with the slice threshold (and the
+classifier's probability alone where the lesion evidence changed it)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ def render_profile(result: CaseResult, path: Path, dpi: int = 90) -> Path:
     prob = np.where(result.has_lung, result.prob, np.nan)
     fig = Figure(figsize=(7.0, 2.8), dpi=dpi)
     ax = fig.add_subplot()
-    ax.plot(z_mm, prob, color="tab:blue", lw=1.2, marker=".", ms=3, label="p(abnormal)")
+    if result.classifier_prob is not None and not np.allclose(result.classifier_prob,
+                                                              result.prob):
+        ax.plot(z_mm, np.where(result.has_lung, result.classifier_prob, np.nan),
+                color="0.6", lw=0.8, label="classifier alone")
+    ax.plot(z_mm, prob, color="tab:blue", lw=1.2, marker=".", ms=3,
+            label="p(abnormal): classifier and GGO")
     if result.positive.any():
         ax.scatter(z_mm[result.positive], result.prob[result.positive], color="tab:red", s=10,
                    zorder=3, label="positive slice")

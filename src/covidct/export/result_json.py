@@ -76,6 +76,12 @@ def _density_dict(density: Any) -> dict[str, Any] | None:
             "definitions": DENSITY_DEFINITIONS}
 
 
+def _slice_value(values: Any, k: int, has_lung: Any, digits: int) -> float | None:
+    if values is None or not has_lung[k]:
+        return None
+    return round(float(values[k]), digits)
+
+
 def build_result(result: CaseResult, outputs: dict[str, str],
                  timings_s: dict[str, float]) -> dict[str, Any]:
     """The result.json document of one analysis (a plain dict)."""
@@ -84,7 +90,9 @@ def build_result(result: CaseResult, outputs: dict[str, str],
     slices = [
         {"index": int(k), "z_mm": round(float(z_mm[k]), 3), "has_lung": bool(result.has_lung[k]),
          "probability": round(float(result.prob[k]), 5) if result.has_lung[k] else None,
-         "positive": bool(result.positive[k])}
+         "positive": bool(result.positive[k]),
+         "classifier_probability": _slice_value(result.classifier_prob, k, result.has_lung, 5),
+         "ggo_area_cm2": _slice_value(result.ggo_area_cm2, k, result.has_lung, 3)}
         for k in range(result.volume.shape[0])
     ]
     doc = {
