@@ -56,7 +56,12 @@ x); the side of x is taken from the affine, see ``right_is_low_x``):
 9. ``remove_dense`` (label, k_first, k_last, hu_min, min_cm2), applied last: in those
    slices, 2D blobs of that lung's voxels with HU > hu_min and area >= min_cm2 are
    removed (a diaphragm dome cut across and wholly enclosed by lung in its slice, which
-   the hole filling of step 6 took in; vessels are far smaller).
+   the hole filling of step 6 took in; vessels are far smaller). ``remove_gas`` (label,
+   k_first, k_last, hu_max, min_cm2, rim_px), likewise: 2D blobs of that lung's voxels
+   with HU < hu_max and area >= min_cm2, taken with their convex hull (the folds
+   between gas pockets, foam along the wall) and grown by rim_px pixels (the
+   partial-volume rim), are removed (stomach gas joined to the lung air through a thin
+   diaphragm).
 10. The NIfTI written by covidct.io.write_nifti is re-gzipped at level 9 (same bytes
    inside) to keep the fixtures under 400 KB.
 
@@ -70,9 +75,9 @@ mediastinal / hilar partial-volume band and esophagus next to the airway: none i
 left out), (b) the HU in each lung's footprint was followed up slice by slice above
 the highest labelled slice (apex complete: the slices above are soft tissue), and
 (c) the apices, bases / costophrenic recesses, hila and nodules were looked at on
-full-resolution crops. covid-ct-md_cap001 is SKIPPED (``skip``: severe diffuse disease,
-the procedure fails, needs manual editing; left for later): no reference is written for
-it, with or without ``--only``, and a stale file is deleted.
+full-resolution crops. covid-ct-md_cap001 needed per-series work (body opening, stomach
+gas, manual polygons; see its entry). A series with ``skip`` set gets no reference, with
+or without ``--only``, and a stale file is deleted.
 
 Montages: ``--montage-only`` re-renders them from the masks already written (220 px
 panels, < 1.5 MB a page) without segmenting again. COPDGene 10002K
@@ -128,6 +133,7 @@ DEFAULTS: dict = {
     "edits": (),               # (label, k_first, k_last, [(j, i), ...], "add" | "remove")
     "skip": None,              # reason: no reference is written for this series (yet)
     "remove_dense": (),        # (label, k_first, k_last, hu_min, min_cm2): see step 9
+    "remove_gas": (),          # (label, k_first, k_last, hu_max, min_cm2, rim_px): step 9
 }
 
 SERIES: dict[str, dict] = {
@@ -135,13 +141,20 @@ SERIES: dict[str, dict] = {
     # left notches with the 6 mm closing: a 10 mm closing takes it in.
     "covid-ct-md_P001": {"path": "covid-ct-md/P001", "close_mm": 10.0},
     # the automatic seed landed in the larynx, whose connection to the trachea is lost
-    # near k 158: manual seed in the trachea (k 141).
-    # SKIPPED (no reference written, not even without --only): severe diffuse disease;
-    # the procedure fails (right lung partly labelled left, lower right lung lost) and the
-    # series needs manual editing: left for later.
+    # near k 158: manual seed in the trachea (k 141). A thin patient: the 3 mm body opening
+    # broke the anterior chest wall on some slices (lungs open to the outside air, lost):
+    # 1 mm. The gas-filled stomach joins the left lung air under a thin dome (k 0-27): the
+    # slices below the lung (k 0-10) are cleared around it, its gas removed above
+    # (remove_gas), the stomach wall / fold remnants cut by hand (k 19-23).
     "covid-ct-md_cap001": {
         "path": "covid-ct-md/cap001", "airway": (141, 195, 237),
-        "skip": "severe diffuse disease, needs manual editing, left for later",
+        "body_open_mm": 1.0,
+        "remove_gas": [(2, 11, 23, -950.0, 3.0, 2), (2, 24, 27, -950.0, 1.0, 2)],
+        "edits": [
+            (2, 0, 10, [(140, 290), (140, 432), (312, 432), (312, 290)], "remove"),
+            (2, 19, 22, [(172, 330), (172, 411), (312, 402), (312, 330)], "remove"),
+            (2, 23, 23, [(186, 376), (186, 402), (274, 398), (274, 376)], "remove"),
+        ],
     },
     "covid-ct-md_normal001": {"path": "covid-ct-md/normal001"},
     "lidc-idri-0001": {"path": "lidc-idri-0001/LIDC-IDRI-0001.nii.gz"},
@@ -208,10 +221,16 @@ NOTES: dict[str, str] = {
         "airway = trachea and main bronchi (carina found automatically)."
     ),
     "covid-ct-md_cap001": (
-        "SKIPPED, no reference written (left for later; severe diffuse disease, needs "
-        "manual editing); its montages are of the failed attempt: the right lung is "
-        "partly labelled left (k 93-107) and lost in the lower slices (k 49-63); needs "
-        "per-series work (lower split, hull fill, edits)."
+        "checked on all 3 montages and on full-resolution crops of k 19-27 (stomach under "
+        "the left dome), k 63 (right hilar consolidation inside), k 89-101 (anterior "
+        "junction). The first attempts lost the lungs on slices where the 3 mm body "
+        "opening broke the thin anterior chest wall (body opening now 1 mm), and took the "
+        "gas-filled stomach in as left lung (removed: remove_gas and three manual polygons, "
+        "k 0-23). Imperfections: the left lung crosses the body midline anteriorly at k "
+        "90-102 (about 3 cm2 a slice, the watershed follows the visible junction line; "
+        "kept as left); a few voxels of stomach wall may remain at k 19-23 beside the "
+        "lateral lung crescent; the diffuse fibrotic and cystic disease is lung "
+        "throughout (closed and hole-filled like the other series)."
     ),
     "covid-ct-md_normal001": (
         "checked on all 3 montages and on crops: apices (right to k 143, left to k 145; "
@@ -635,6 +654,24 @@ def segment(v, p: dict, log=print) -> tuple[np.ndarray, dict]:
             area = np.bincount(lab2.ravel()) * px * px / 100.0
             area[0] = 0
             labels[k][np.isin(lab2, np.nonzero(area >= min_cm2)[0])] = 0
+    # stomach / bowel gas joined to a lung through a thin diaphragm: remove the big 2D blobs
+    # of pure gas of that lung in the named slices, with a rim of `rim_px` pixels
+    for lab_id, k0, k1, hu_max, min_cm2, rim_px in p["remove_gas"]:
+        for k in range(k0, k1 + 1):
+            gas = (labels[k] == lab_id) & (hu[k] < hu_max)
+            lab2, n2 = ndi.label(gas)
+            if n2 == 0:
+                continue
+            area = np.bincount(lab2.ravel()) * px * px / 100.0
+            area[0] = 0
+            big = np.isin(lab2, np.nonzero(area >= min_cm2)[0])
+            if not big.any():
+                continue
+            # their convex hull: the folds between gas pockets and the foam along the wall
+            big = convex_hull_image(big)
+            if rim_px:
+                big = ndi.binary_dilation(big, iterations=int(rim_px))
+            labels[k][big & (labels[k] == lab_id)] = 0
     return labels, info
 
 

@@ -120,3 +120,21 @@ def test_a_cardiac_field_of_view_is_indeterminate_and_its_lungs_still_found(real
     assert "field of view cuts through the lungs" in result.decision.reason
     ref = _reference(REFERENCES / "totalsegmentator-ct_cropped.nii.gz", volume)
     assert dice(result.lung_mask > 0, (ref == 1) | (ref == 2)) >= 0.95
+
+
+def test_pneumonia_lungs_match_the_reference_without_the_stomach(real_data, bundle):
+    """cap001: diffuse fibrotic and cystic lungs with pneumonia, and a gas-filled stomach
+    under a thin left dome that once was 158 cm3 of 'left lung'."""
+    volume = load_volume(real_data / "covid-ct-md" / "cap001")
+    result = analyze(volume, AnalysisConfig(), bundle)
+    ref = _reference(REFERENCES / "covid-ct-md_cap001.nii.gz", volume)
+    lung_ref = (ref == 1) | (ref == 2)
+    assert dice(result.lung_mask > 0, lung_ref) >= 0.95
+    assert dice(result.lung_mask == 1, ref == 1) >= 0.93
+    assert dice(result.lung_mask == 2, ref == 2) >= 0.93
+    # the stomach's gas (below -950 HU, under the left lung, slices the reference clears)
+    stomach = np.zeros(volume.shape, bool)
+    stomach[:11, 140:312, 290:432] = volume.hu[:11, 140:312, 290:432] < -950
+    assert stomach.sum() * volume.voxel_volume_mm3 / 1000.0 > 20.0  # the test bites
+    assert not (result.lung_mask[stomach] > 0).any()
+    assert _outside_body_or_airway(result) == (0, 0)
