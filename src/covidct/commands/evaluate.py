@@ -46,9 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the HU-threshold lung baseline")
     parser.add_argument("--no-localization", action="store_true",
-                        help="skip the localization measures (lesion Dice, infection volume "
-                             "and Corona score against the reference infection mask), which "
-                             "run the full analysis with Grad-CAM")
+                        help="skip the full analysis with Grad-CAM and lesions: no "
+                             "localization measures (lesion Dice, infection volume and Corona "
+                             "score against the reference infection mask), and the slice "
+                             "figures are the classifier's alone (no GGO evidence)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N cases")
     parser.add_argument("--image", type=Path, default=None,
                         help="single-case lung Dice mode: a CT image (with --lung-labels)")

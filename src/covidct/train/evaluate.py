@@ -13,9 +13,11 @@ evaluated data). The summary pools them:
 - case AUC of the positive-slice ratio, and accuracy / sensitivity / specificity of the
   decision over cases with a known label it did not call indeterminate;
 - Spearman correlation of the predicted and the reference positive-slice ratios;
-- localization (cases with a reference infection mask, unless turned off): the full
-  analysis (`covidct.pipeline.analyze`) runs, and lesion Dice, infection volume error and
-  Spearman, Corona score Spearman are pooled (`covidct.train.localization`).
+- localization (unless turned off): the full analysis (`covidct.pipeline.analyze`) runs on
+  every case, so the slice probabilities are the ones `covidct analyze` reports; on cases
+  with a reference infection mask, lesion Dice, infection volume error and Spearman, Corona
+  score Spearman are pooled (`covidct.train.localization`). Turned off, the slice figures
+  are the classifier's alone (no GGO evidence).
 """
 
 from __future__ import annotations
@@ -90,12 +92,15 @@ class CaseEvaluation:
 def evaluate_case(bundle: Any, case: LoadedCase, slice_threshold: float,
                   case_threshold: float, *, baseline: bool = True,
                   localization: bool = True) -> CaseEvaluation:
-    """Run both models (and the baseline) on one loaded case; with localization and a
-    reference infection mask, the full analysis (Grad-CAM, lesions) instead."""
+    """Run both models (and the baseline) on one loaded case. With localization, the full
+    analysis (Grad-CAM, lesions) runs, so the slice probabilities are the ones
+    `covidct analyze` reports (classifier and GGO evidence, covidct.slice_evidence), and a
+    reference infection mask is scored; without, the two models alone (the classifier's
+    probability, no GGO evidence)."""
     from covidct.train.predict import CasePrediction, predict_case
 
     loc = None
-    if localization and case.infection is not None:
+    if localization:
         from covidct.config import AnalysisConfig
         from covidct.pipeline import analyze
         from covidct.train.localization import case_localization
@@ -104,10 +109,11 @@ def evaluate_case(bundle: Any, case: LoadedCase, slice_threshold: float,
                                                      case_threshold=case_threshold), bundle)
         pred = CasePrediction(lung_mask=result.lung_mask, prob=result.prob,
                               has_lung=result.has_lung)
-        loc = case_localization(result.infection_mask, case.infection,
-                                case.volume.voxel_volume_mm3,
-                                result.metrics.infection_volume_cm3,
-                                result.metrics.corona_score_cm3)
+        if case.infection is not None:
+            loc = case_localization(result.infection_mask, case.infection,
+                                    case.volume.voxel_volume_mm3,
+                                    result.metrics.infection_volume_cm3,
+                                    result.metrics.corona_score_cm3)
     else:
         pred = predict_case(bundle, case.volume)
     lung_dice = base_dice = None
