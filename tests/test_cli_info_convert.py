@@ -57,8 +57,31 @@ def test_convert_nrrd_input(tmp_path, real_data) -> None:
 
 
 def test_convert_ambiguous_series_is_exit_2(tmp_path, small_ct, capsys) -> None:
-    write_ct_series(small_ct, tmp_path / "a", series_uid="1.2.3.1")
-    write_ct_series(small_ct, tmp_path / "b", series_uid="1.2.3.2")
-    assert main(["convert", str(tmp_path), str(tmp_path / "x.nii.gz")]) == 2
+    write_ct_series(small_ct, tmp_path / "in" / "a", series_uid="1.2.3.1")
+    write_ct_series(small_ct, tmp_path / "in" / "b", series_uid="1.2.3.2")
+    assert main(["convert", str(tmp_path / "in"), str(tmp_path / "x.nii.gz")]) == 2
     assert "--series" in capsys.readouterr().err
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_convert_never_writes_over_its_input_or_an_existing_file(tmp_path, small_ct,
+                                                                 capsys) -> None:
+    from covidct.io.nifti import write_nifti
+
+    src = write_nifti(small_ct.hu, small_ct.affine, tmp_path / "ct.nii.gz")
+    before = src.read_bytes()
+    assert main(["convert", str(src), str(src)]) == 2
+    assert main(["convert", str(src), str(src), "--overwrite"]) == 2
+    assert "never writes into its input" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    dicom = tmp_path / "dicom"
+    write_ct_series(small_ct, dicom)
+    files = sorted(p.name for p in dicom.iterdir())
+    assert main(["convert", str(dicom), str(dicom / "x.nii.gz")]) == 2
+    assert sorted(p.name for p in dicom.iterdir()) == files
+    other = tmp_path / "mine.nii.gz"
+    other.write_bytes(b"user data")
+    assert main(["convert", str(src), str(other)]) == 2
+    assert "exists" in capsys.readouterr().err and other.read_bytes() == b"user data"
+    assert main(["convert", str(src), str(other), "--overwrite"]) == 0
+    assert other.read_bytes() != b"user data"

@@ -91,6 +91,16 @@ def test_config_is_validated():
         AnalysisConfig(infection_sigma_mm=-1.0)
     with pytest.raises(ConfigError, match="precision"):
         AnalysisConfig(precision="fp16")
+    # values from the Python API arrive unparsed: a clear error, not a TypeError
+    with pytest.raises(ConfigError, match="ggo_evidence_cm2 must be a number; got 'abc'"):
+        AnalysisConfig(ggo_evidence_cm2="abc")
+    with pytest.raises(ConfigError, match="finite"):
+        AnalysisConfig(ggo_evidence_cm2=float("inf"))
+    with pytest.raises(ConfigError, match="batch_size must be a whole number"):
+        AnalysisConfig(batch_size=2.5)
+    with pytest.raises(ConfigError, match="batch_size must be a whole number"):
+        AnalysisConfig(batch_size=True)
+    assert AnalysisConfig(ggo_evidence_cm2=2, slice_threshold=None).ggo_evidence_cm2 == 2
 
 
 def test_explain_positive_slices_only_by_default():

@@ -6,6 +6,7 @@ the resolved configuration is written into every result.json.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -52,6 +53,7 @@ class AnalysisConfig:
         "help": "grid spacing in mm of the 3D surface render (coarser is faster)"})
 
     def __post_init__(self) -> None:
+        self._check_types()
         for name in ("slice_threshold", "case_threshold"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -69,9 +71,9 @@ class AnalysisConfig:
             raise ConfigError(
                 f"infection_method must be one of {', '.join(INFECTION_METHODS)}; "
                 f"got {self.infection_method!r}.")
-        if not 0.0 <= self.ggo_evidence_cm2 < float("inf"):
-            raise ConfigError(f"ggo_evidence_cm2 must be >= 0 (0 turns it off); "
-                              f"got {self.ggo_evidence_cm2}.")
+        if not (math.isfinite(self.ggo_evidence_cm2) and self.ggo_evidence_cm2 >= 0.0):
+            raise ConfigError(f"ggo_evidence_cm2 must be a finite number >= 0 (0 turns it "
+                              f"off); got {self.ggo_evidence_cm2}.")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}.")
         if self.infection_sigma_mm < 0:
@@ -82,6 +84,22 @@ class AnalysisConfig:
             raise ConfigError(f"overlay_count must be >= 0; got {self.overlay_count}.")
         if self.render_voxel_mm <= 0:
             raise ConfigError(f"render_voxel_mm must be > 0; got {self.render_voxel_mm}.")
+
+    def _check_types(self) -> None:
+        """Numbers where numbers belong (a dict from the Python API is not parsed)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = str(f.type)
+            if value is None and "None" in kind:
+                continue
+            if kind.startswith("float") and not (isinstance(value, int | float)
+                                                 and not isinstance(value, bool)):
+                raise ConfigError(f"{f.name} must be a number; got {value!r}.")
+            if kind.startswith("int") and not (isinstance(value, int)
+                                               and not isinstance(value, bool)):
+                raise ConfigError(f"{f.name} must be a whole number; got {value!r}.")
+            if kind.startswith("str") and not isinstance(value, str):
+                raise ConfigError(f"{f.name} must be a string; got {value!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

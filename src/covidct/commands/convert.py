@@ -12,14 +12,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output .nii or .nii.gz")
     parser.add_argument("--series", metavar="UID", default=None,
                         help="SeriesInstanceUID to convert when there are several CT series")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT when it exists (never the input itself)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import numpy as np
 
     from covidct.io import load_volume
     from covidct.io.nifti import write_nifti
+    from covidct.io.output_folder import check_output_file
 
+    check_output_file(Path(args.path), Path(args.out), args.overwrite)
     volume = load_volume(args.path, series_uid=args.series)
     hu = np.clip(np.rint(volume.hu), -32768, 32767) if volume.hu.dtype != np.int16 else volume.hu
     write_nifti(hu, volume.affine, args.out, dtype=np.int16)

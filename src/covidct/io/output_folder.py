@@ -37,3 +37,21 @@ def check_output_folder(input_path: Path | None, out_dir: Path, overwrite: bool,
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"The output folder {out_dir} cannot be written: no permission to "
                          f"write in {existing}. Choose a folder you can write to.")
+
+
+def check_output_file(input_path: Path, out_file: Path, overwrite: bool,
+                      overwrite_hint: str = "--overwrite") -> None:
+    """Raise InputError when `out_file` is the input file or lies inside the input folder; is
+    a folder; or exists and `overwrite` is False. Creates nothing."""
+    src = Path(input_path).resolve()
+    dst = Path(out_file).resolve()
+    if src == dst or (src.is_dir() and dst.is_relative_to(src)):
+        raise InputError(f"The output {out_file} is the input or lies inside it "
+                         f"({input_path}); covidct never writes into its input. Choose an "
+                         "output file outside the input.")
+    if dst.is_dir():
+        raise InputError(f"The output {out_file} is a folder; give a file name ending in "
+                         ".nii.gz or .nii.")
+    if dst.exists() and not overwrite:
+        raise InputError(f"The output {out_file} exists. Choose a new file name, or pass "
+                         f"{overwrite_hint} to replace it.")
