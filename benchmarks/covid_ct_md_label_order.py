@@ -38,7 +38,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from covidct.io import load_volume  # noqa: E402
-from covidct.train.label_order import lobe_order_contradiction  # noqa: E402
+from covidct.train.label_order import (  # noqa: E402
+    lobe_medians_mm,
+    lobe_order_contradiction,
+)
 from covidct.train.real_studies import LOBES, match_slice_labels  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -68,9 +71,8 @@ def write_csv(path: Path, fieldnames: list[str], rows: list[dict[str, str]]) -> 
 
 
 def lobe_medians(z: np.ndarray, lobes: dict[str, np.ndarray]) -> str:
-    parts = [f"{name} {int((flags == 1).sum())} slices, median z "
-             f"{np.median(z[flags == 1]):.0f} mm" for name, flags in lobes.items()
-             if (flags == 1).any()]
+    parts = [f"{name} {count} slices, median z {median:.0f} mm"
+             for name, (count, median) in lobe_medians_mm(z, lobes).items()]
     return "; ".join(parts) or "no lobe labelled"
 
 

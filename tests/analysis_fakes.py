@@ -33,14 +33,14 @@ class BrightSpotClassifier(nn.Module):
     """feat28 responds to lesion-like density (windowed 0.3-0.7), feat14 pools it; the
     logit rises with the amount of it. Deterministic, so the tests know the answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, bias: float = -45.0) -> None:
         super().__init__()
         self.pool28 = nn.AvgPool2d(8)
         self.conv14 = nn.Conv2d(1, 2, kernel_size=2, stride=2)
         with torch.no_grad():
             self.conv14.weight.fill_(0.25)
             self.conv14.bias.zero_()
-        self.bias = nn.Parameter(torch.tensor(-45.0))
+        self.bias = nn.Parameter(torch.tensor(bias))
 
     def forward_stages(self, x: torch.Tensor):
         spot = torch.relu(0.2 - torch.abs(x - 0.5)) * 5.0  # 1 at 0.5 (HU -400), 0 beyond +-0.2
@@ -53,7 +53,9 @@ class BrightSpotClassifier(nn.Module):
         return self.forward_stages(x)[2]
 
 
-def fake_bundle(slice_threshold: float = 0.5, case_threshold: float = 0.1):
+def fake_bundle(slice_threshold: float = 0.5, case_threshold: float = 0.1,
+                classifier_bias: float = -45.0):
+    """Test models; a lower classifier_bias (e.g. -80) sees only a lesion's thickest slices."""
     from covidct.models.registry import LoadedModel, ModelSpec
 
     lung = LoadedModel(ModelSpec(name="test-lung", task="lung", arch="threshold"),
@@ -61,7 +63,7 @@ def fake_bundle(slice_threshold: float = 0.5, case_threshold: float = 0.1):
     classifier = LoadedModel(
         ModelSpec(name="test-classifier", task="classifier", arch="bright-spot",
                   slice_threshold=slice_threshold, case_threshold=case_threshold),
-        BrightSpotClassifier().eval(), "1" * 64)
+        BrightSpotClassifier(classifier_bias).eval(), "1" * 64)
     return SimpleNamespace(lung=lung, classifier=classifier)
 
 

@@ -207,17 +207,13 @@ def test_evaluate_case_reports_localization() -> None:
 def test_evaluate_case_scores_the_probabilities_analyze_reports_even_without_a_mask() -> None:
     """A case without a reference infection mask is still scored on the full analysis's
     slice probabilities (classifier and GGO evidence); --no-localization: the classifier's."""
-    import torch
-
     from analysis_fakes import fake_bundle, phantom
     from covidct.config import AnalysisConfig
     from covidct.pipeline import analyze
     from covidct.train.datasets import LoadedCase
 
     volume, lung, _ = phantom()
-    weak = fake_bundle()  # sees only the lesion's thickest slices: the GGO evidence adds more
-    with torch.no_grad():
-        weak.classifier.module.bias.fill_(-80.0)
+    weak = fake_bundle(classifier_bias=-80.0)  # sees only the lesion's thickest slices
     case = LoadedCase("phantom", volume, lung, None, None, "covid")
     ev = evaluate_mod.evaluate_case(weak, case, 0.5, 0.1, baseline=False)
     full = analyze(volume, AnalysisConfig(slice_threshold=0.5, case_threshold=0.1), weak)

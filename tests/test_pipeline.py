@@ -173,14 +173,10 @@ def test_heatmap_infection_method_has_no_ggo_consolidation_split():
 
 
 def test_slice_probability_adds_the_ggo_evidence_and_the_corona_score_keeps_gozes():
-    import torch
-
     from covidct.lesions import GGO
 
     volume, _, lesion = phantom(lesion=True)
-    weak = fake_bundle()  # a classifier that sees only the lesion's thickest slices
-    with torch.no_grad():
-        weak.classifier.module.bias.fill_(-80.0)
+    weak = fake_bundle(classifier_bias=-80.0)  # sees only the lesion's thickest slices
     result = analyze(volume, AnalysisConfig(precision="fp32"), weak)
     lung, cp, p, ggo = result.has_lung, result.classifier_prob, result.prob, result.ggo_area_cm2
     _, dy, dx = result.volume.spacing_mm

@@ -26,6 +26,25 @@ UPPER_BELOW_PAIRS = (("RUL", "RML"), ("RUL", "RLL"), ("LUL", "LLL"))
 MIN_LABELLED_SLICES = 3  # a lobe's median z from fewer slices says little
 
 
+def lobe_medians_mm(z_mm: np.ndarray, lobes: Mapping[str, np.ndarray]
+                    ) -> dict[str, tuple[int, float]]:
+    """Per lobe with labelled slices: (their count, their median z in mm).
+
+    z_mm: (z,) slice positions (+superior); lobes: lobe -> (z,) flags (1 labelled, 0 not,
+    -1 no row). Raises ValueError when a lobe's flags do not match z_mm's shape.
+    """
+    z_mm = np.asarray(z_mm, dtype=np.float64)
+    out: dict[str, tuple[int, float]] = {}
+    for name, flags in lobes.items():
+        flags = np.asarray(flags)
+        if flags.shape != z_mm.shape:
+            raise ValueError(f"lobe {name}: {flags.shape} flags for {z_mm.shape} slices")
+        on = flags == 1
+        if on.any():
+            out[name] = (int(on.sum()), float(np.median(z_mm[on])))
+    return out
+
+
 def lobe_order_contradiction(z_mm: np.ndarray, lobes: Mapping[str, np.ndarray]) -> str | None:
     """A sentence when the lobe labels put upper lobes below lower ones; else None.
 
@@ -35,15 +54,8 @@ def lobe_order_contradiction(z_mm: np.ndarray, lobes: Mapping[str, np.ndarray]) 
     `MIN_LABELLED_SLICES` labelled slices on both sides, or when any such pair is in
     anatomical order.
     """
-    z_mm = np.asarray(z_mm, dtype=np.float64)
-    medians: dict[str, float] = {}
-    for name, flags in lobes.items():
-        flags = np.asarray(flags)
-        if flags.shape != z_mm.shape:
-            raise ValueError(f"lobe {name}: {flags.shape} flags for {z_mm.shape} slices")
-        on = flags == 1
-        if int(on.sum()) >= MIN_LABELLED_SLICES:
-            medians[name] = float(np.median(z_mm[on]))
+    medians = {name: z for name, (count, z) in lobe_medians_mm(z_mm, lobes).items()
+               if count >= MIN_LABELLED_SLICES}
     pairs = [(up, low) for up, low in UPPER_BELOW_PAIRS if up in medians and low in medians]
     if not pairs or any(medians[up] > medians[low] for up, low in pairs):
         return None
